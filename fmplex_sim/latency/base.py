@@ -1,0 +1,182 @@
+"""Latency models: how long does this batch take on this device?
+
+A :class:`LatencyModel` answers in seconds for the parts of one backbone pass: the shared
+backbone forward, the heterogeneous-LoRA cost of the distinct adapters in the batch, each
+task's head/encoder, autoregressive decode steps, and per-batch runtime overhead; plus load
+times for a backbone and an extension. :meth:`LatencyModel.batch_s` composes them.
+
+``share`` is the fraction of the device an instance owns (1.0 for a whole device, 1/7 for one
+MIG-like slice): compute and bandwidth terms scale by ``1/share``, fixed launch and runtime
+overheads do not.
+
+:class:`InstanceCost` binds a model to one instance (backbone, device, share, resident tasks)
+and caches answers per batch shape for the life of one run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Iterable, Sequence
+
+from fmplex_sim.records import Batch
+from fmplex_sim.registry import Registry
+from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec, TaskSpec
+
+LATENCY_MODELS: Registry[type["LatencyModel"]] = Registry("latency model")
+
+
+class LatencyModel(ABC):
+    """Predicts service times of backbone passes. Subclasses say what they are built from."""
+
+    kind: str = ""  # "roofline" or "profile"
+
+    @property
+    @abstractmethod
+    def source(self) -> str:
+        """Where the numbers come from (``analytic`` or the profile file), for results."""
+
+    # -- parts ------------------------------------------------------------------------------
+    @abstractmethod
+    def backbone_s(
+        self, bb: BackboneSpec, dev: DeviceSpec, rows: int, seq_len: int, share: float = 1.0
+    ) -> float:
+        """One forward (encode or prefill) of ``rows`` inputs padded to ``seq_len``."""
+
+    @abstractmethod
+    def decode_step_s(
+        self, bb: BackboneSpec, dev: DeviceSpec, rows: int, ctx_len: int, share: float = 1.0
+    ) -> float:
+        """One autoregressive step for ``rows`` sequences with ``ctx_len`` tokens of context."""
+
+    @abstractmethod
+    def adapters_s(
+        self,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        rows: int,
+        seq_len: int,
+        n_adapters: int,
+        rank: int,
+        share: float = 1.0,
+    ) -> float:
+        """Extra cost of ``n_adapters`` distinct LoRA adapters of ``rank`` over ``rows`` rows."""
+
+    @abstractmethod
+    def extension_s(
+        self,
+        ext: ExtensionSpec,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        rows: int,
+        seq_len: int,
+        share: float = 1.0,
+    ) -> float:
+        """Cost of a head or input encoder of one task over its ``rows`` rows in the batch."""
+
+    @abstractmethod
+    def batch_overhead_s(self, dev: DeviceSpec) -> float:
+        """Fixed runtime cost of launching one batch (Python, framework, copies)."""
+
+    @abstractmethod
+    def load_s(self, nbytes: int, dev: DeviceSpec) -> float:
+        """Time to load a backbone of ``nbytes`` onto the device."""
+
+    @abstractmethod
+    def extension_load_s(self, nbytes: int, dev: DeviceSpec) -> float:
+        """Time to load one extension of ``nbytes`` onto the device."""
+
+    # -- composition ------------------------------------------------------------------------
+    def batch_s(
+        self,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        groups: Sequence[tuple[TaskSpec, int]],
+        seq_len: int,
+        output_len: int = 0,
+        share: float = 1.0,
+    ) -> float:
+        """Service time of one batch: ``groups`` lists (task, rows of that task)."""
+        prefix = max(
+            (e.virtual_tokens for t, _ in groups for e in t.extensions if e.kind == "prefix"),
+            default=0,
+        )
+        length = seq_len + prefix
+        rows = sum(r for _, r in groups)
+        total = self.batch_overhead_s(dev) + self.backbone_s(bb, dev, rows, length, share)
+        n_adapters, lora_rows, rank = 0, 0, 0
+        for task, r in groups:
+            for ext in task.extensions:
+                if ext.kind == "lora":
+                    n_adapters += 1
+                    lora_rows += r
+                    rank = max(rank, ext.rank)
+                elif ext.kind in ("head", "encoder"):
+                    total += self.extension_s(ext, bb, dev, r, length, share)
+        if n_adapters:
+            total += self.adapters_s(bb, dev, lora_rows, length, n_adapters, rank, share)
+        if output_len and bb.decoder:
+            ctx = length + output_len // 2
+            total += output_len * self.decode_step_s(bb, dev, rows, ctx, share)
+        return total
+
+
+class InstanceCost:
+    """A latency model bound to one instance; caches per batch shape for one run.
+
+    Not shared between runs: each engine builds its own, so nothing leaks across runs.
+    """
+
+    def __init__(
+        self,
+        model: LatencyModel,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        share: float,
+        tasks: Iterable[TaskSpec] = (),
+    ) -> None:
+        self.model = model
+        self.bb = bb
+        self.dev = dev
+        self.share = share
+        self.tasks: dict[str, TaskSpec] = {t.name: t for t in tasks}
+        self._cache: dict[tuple, float] = {}
+        # A typical adapter rank on this instance, for shape-only estimates.
+        self._rank = 8
+
+    def add_task(self, task: TaskSpec) -> None:
+        self.tasks[task.name] = task
+        self._cache.clear()
+
+    def remove_task(self, name: str) -> None:
+        self.tasks.pop(name, None)
+        self._cache.clear()
+
+    def batch_s(self, batch: Batch) -> float:
+        """Service time of ``batch`` on this instance."""
+        rows = batch.task_rows()
+        key = (tuple(rows.items()), batch.seq_len, batch.output_len)
+        t = self._cache.get(key)
+        if t is None:
+            groups = [(self.tasks[name], n) for name, n in rows.items()]
+            t = self.model.batch_s(
+                self.bb, self.dev, groups, batch.seq_len, batch.output_len, self.share
+            )
+            if len(self._cache) < 200_000:
+                self._cache[key] = t
+        return t
+
+    def estimate(self, rows: int, seq_len: int, n_adapters: int) -> float:
+        """Shape-only estimate for schedulers: backbone plus ``n_adapters`` LoRA adapters."""
+        key = (rows, seq_len, n_adapters)
+        t = self._cache.get(key)
+        if t is None:
+            m = self.model
+            t = m.batch_overhead_s(self.dev) + m.backbone_s(
+                self.bb, self.dev, rows, seq_len, self.share
+            )
+            if n_adapters:
+                t += m.adapters_s(
+                    self.bb, self.dev, rows, seq_len, n_adapters, self._rank, self.share
+                )
+            self._cache[key] = t
+        return t

@@ -1,0 +1,160 @@
+"""The decision-only interface between a scheduler and the engine that runs it.
+
+A scheduler owns the per-task queues of one physical FM instance and decides, each time the
+backbone is free, which requests run together. It never sleeps, never reads a clock and never
+imports an engine: the engine hands it the current clock value and an :class:`InstanceView`,
+and tells it afterwards how long the batch really took (``on_batch_done``). The same object
+therefore drives a simpy process in ``fmplex_sim`` and a real GPU loop in ``fmplex_exec``.
+
+Protocol, as the engine uses it::
+
+    sched.add_task("sst2", weight=1.0, slo_s=0.1)
+    sched.enqueue(request, now)                  # for every arrival routed here
+    decision = sched.schedule(now, view)         # Batch, Wait(until_s) or None (nothing queued)
+    ...run the batch...
+    sched.on_batch_done(batch, service_s, now)   # measured or simulated service time
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+from fmplex_sim.records import Batch, Request, Wait
+from fmplex_sim.registry import Registry
+
+SCHEDULERS: Registry[type["Scheduler"]] = Registry("scheduler")
+
+# estimate(rows, seq_len, n_adapters) -> seconds one backbone pass of that shape takes.
+Estimator = Callable[[int, int, int], float]
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """What a scheduler may know about the instance it schedules for."""
+
+    max_batch: int  # most rows in one batch
+    max_batch_tokens: int  # most rows x padded tokens one batch may hold (activation memory)
+    estimate: Estimator  # latency model's prediction of one batch's service time
+
+
+Decision = Batch | Wait | None
+
+
+class TaskQueues:
+    """Per-task FIFO queues of one instance, plus which tasks are backlogged (non-empty)."""
+
+    def __init__(self) -> None:
+        self._q: dict[str, deque[Request]] = {}
+        self.total = 0  # requests queued over all tasks
+
+    def add_task(self, task: str) -> None:
+        self._q.setdefault(task, deque())
+
+    def remove_task(self, task: str) -> list[Request]:
+        """Forget ``task``; return the requests that were still queued for it."""
+        q = self._q.pop(task, None)
+        if not q:
+            return []
+        self.total -= len(q)
+        return list(q)
+
+    def push(self, req: Request) -> bool:
+        """Append ``req``; return True if its task was empty before (became backlogged)."""
+        q = self._q[req.task]
+        q.append(req)
+        self.total += 1
+        return len(q) == 1
+
+    def pop(self, task: str, n: int) -> list[Request]:
+        """Remove and return up to ``n`` requests of ``task`` in arrival order."""
+        q = self._q[task]
+        n = min(n, len(q))
+        self.total -= n
+        return [q.popleft() for _ in range(n)]
+
+    def head(self, task: str) -> Request | None:
+        q = self._q.get(task)
+        return q[0] if q else None
+
+    def __getitem__(self, task: str) -> deque[Request]:
+        return self._q[task]
+
+    def __contains__(self, task: object) -> bool:
+        return task in self._q
+
+    def backlogged(self) -> list[str]:
+        """Tasks with queued requests, in the order they were added."""
+        return [t for t, q in self._q.items() if q]
+
+    def tasks(self) -> list[str]:
+        return list(self._q)
+
+    def __len__(self) -> int:
+        return self.total
+
+
+class Scheduler(ABC):
+    """Base class: queues, task registry and the batch-size cap shared by all schedulers.
+
+    Subclasses implement :meth:`schedule` and, if they keep fairness state,
+    :meth:`_on_backlogged` and :meth:`on_batch_done`.
+    """
+
+    name: ClassVar[str] = ""
+    cross_task_default: ClassVar[bool] = False  # whether one batch may mix tasks by default
+
+    def __init__(self, *, cross_task: bool | None = None, max_wait_s: float = 0.0) -> None:
+        self.queues = TaskQueues()
+        self.weights: dict[str, float] = {}  # task -> weight
+        self.slo_s: dict[str, float] = {}  # task -> latency objective in seconds
+        self.cross_task = self.cross_task_default if cross_task is None else cross_task
+        self.max_wait_s = max_wait_s  # longest bounded wait to grow a batch (bfq)
+
+    # -- task lifecycle -------------------------------------------------------------------
+    def add_task(self, task: str, weight: float = 1.0, slo_s: float = 0.1) -> None:
+        """Make ``task`` schedulable here (a vFM became resident on this instance)."""
+        self.queues.add_task(task)
+        self.weights[task] = weight
+        self.slo_s[task] = slo_s
+
+    def remove_task(self, task: str) -> list[Request]:
+        """Stop scheduling ``task``; return its queued requests for the engine to settle."""
+        self.weights.pop(task, None)
+        self.slo_s.pop(task, None)
+        return self.queues.remove_task(task)
+
+    # -- arrivals -------------------------------------------------------------------------
+    def enqueue(self, req: Request, now: float) -> None:
+        """Queue an arrived request."""
+        if self.queues.push(req):
+            self._on_backlogged(req.task, now)
+
+    def _on_backlogged(self, task: str, now: float) -> None:
+        """Hook: ``task`` went from idle to backlogged at ``now``."""
+
+    # -- decisions ------------------------------------------------------------------------
+    @abstractmethod
+    def schedule(self, now: float, view: InstanceView) -> Decision:
+        """Pick the next batch (or a bounded wait), or None when nothing is queued."""
+
+    def on_batch_done(self, batch: Batch, service_s: float, now: float) -> None:
+        """Hook: ``batch`` finished at ``now`` after ``service_s`` seconds of backbone time."""
+
+    # -- helpers for subclasses -------------------------------------------------------------
+    def batch_cap(self, view: InstanceView, seq_len: int) -> int:
+        """Most rows a batch of padded length ``seq_len`` may hold on this instance."""
+        by_tokens = max(1, view.max_batch_tokens // max(1, seq_len))
+        return max(1, min(view.max_batch, by_tokens))
+
+    def __len__(self) -> int:
+        return len(self.queues)
+
+
+def charge_shares(batch: Batch, service_s: float) -> dict[str, float]:
+    """Split ``service_s`` over the batch's tasks in proportion to the tokens each caused."""
+    work = batch.task_work()
+    total = sum(work.values())
+    return {t: service_s * w / total for t, w in work.items()}
