@@ -85,7 +85,55 @@ class LatencyModel(ABC):
     def extension_load_s(self, nbytes: int, dev: DeviceSpec) -> float:
         """Time to load one extension of ``nbytes`` onto the device."""
 
+    def kernel_launch_s(self, dev: DeviceSpec) -> float:
+        """Host time to dispatch one kernel."""
+        return dev.kernel_launch_us * 1e-6
+
+    #: How a batch with several LoRA adapters runs: ``segmented`` launches one kernel per
+    #: adapted projection per layer for all adapters together (Punica/S-LoRA style);
+    #: ``loop`` launches one per adapter (peft's mixed-adapter inference); ``auto`` picks
+    #: ``loop`` on CPU devices (what the harness runs) and ``segmented`` on GPUs.
+    lora_kernel: str = "auto"
+
+    def lora_launches(self, bb: BackboneSpec, dev: DeviceSpec, n_adapters: int, n_targets: int) -> int:
+        """Kernel launches of the LoRA part of a batch with ``n_adapters`` distinct adapters."""
+        if n_adapters <= 0:
+            return 0
+        kernel = self.lora_kernel
+        if kernel == "auto":
+            kernel = "loop" if dev.kind == "cpu" else "segmented"
+        per_layer = n_targets * (n_adapters if kernel == "loop" else 1)
+        return bb.layers * per_layer
+
     # -- composition ------------------------------------------------------------------------
+    def host_s(
+        self,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        groups: Sequence[tuple[TaskSpec, int]],
+        output_len: int = 0,
+    ) -> float:
+        """The part of :meth:`batch_s` spent on the host: runtime overhead and kernel launches.
+
+        It runs in the serving process and does not occupy the device, so processes that
+        time-share one device overlap it; only the rest of the batch is serialized there.
+        """
+        launches = bb.layers * dev.kernels_per_layer
+        n_adapters, n_targets = 0, 0
+        for task, _ in groups:
+            for ext in task.extensions:
+                if ext.kind == "lora":
+                    n_adapters += 1
+                    n_targets = max(n_targets, len(ext.targets))
+                elif ext.kind == "head":
+                    launches += 1
+                elif ext.kind == "encoder":
+                    launches += dev.kernels_per_layer
+        launches += self.lora_launches(bb, dev, n_adapters, n_targets)
+        if output_len and bb.decoder:
+            launches += output_len * bb.layers * dev.kernels_per_layer
+        return self.batch_overhead_s(dev) + launches * self.kernel_launch_s(dev)
+
     def batch_s(
         self,
         bb: BackboneSpec,
@@ -164,6 +212,18 @@ class InstanceCost:
             if len(self._cache) < 200_000:
                 self._cache[key] = t
         return t
+
+    def host_s(self, batch: Batch) -> float:
+        """The host part of ``batch``'s service time (at most the whole of it)."""
+        rows = batch.task_rows()
+        key = ("host", tuple(rows.items()), batch.output_len)
+        t = self._cache.get(key)
+        if t is None:
+            groups = [(self.tasks[name], n) for name, n in rows.items()]
+            t = self.model.host_s(self.bb, self.dev, groups, batch.output_len)
+            if len(self._cache) < 200_000:
+                self._cache[key] = t
+        return min(t, self.batch_s(batch))
 
     def estimate(self, rows: int, seq_len: int, n_adapters: int) -> float:
         """Shape-only estimate for schedulers: backbone plus ``n_adapters`` LoRA adapters."""

@@ -1,0 +1,571 @@
+"""Latency model interpolated from a measured profile table (CSV).
+
+Profile CSV format (version 1)
+------------------------------
+
+A profile is a UTF-8 text file of latency measurements, one measurement per line.
+
+* Lines whose first non-blank character is ``#`` are comments (provenance: tool version,
+  host, GPU, driver, torch version, date, command line). Blank lines are ignored.
+* The first other line is the header. It must name all 15 columns below, in any order;
+  extra columns are ignored. Every following non-comment line is one measurement::
+
+    kind,backbone,device,dtype,batch,seq_len,n_adapters,rank,outputs,params,bytes,median_ms,p10_ms,p90_ms,repeats
+
+* ``kind``: what was timed (see below). ``backbone``: catalog backbone name (``*`` allowed
+  for ``overhead``/``load_*`` rows). ``device``: catalog device name (e.g. ``H100-80GB``).
+  ``dtype``: element type served (``bf16``, ``fp16``, ``fp32``; informational).
+* Integer columns ``batch, seq_len, n_adapters, rank, outputs, params, bytes, repeats``:
+  non-negative integers, empty where the kind does not use them (read as 0).
+* ``median_ms`` (required), ``p10_ms``, ``p90_ms`` (may be empty): finite, non-negative
+  milliseconds with ``p10_ms <= median_ms <= p90_ms``. ``repeats``: timed repetitions.
+
+Kinds and the columns they require (all times exclude ``overhead`` unless stated):
+
+==================  ===================================  =====================================
+kind                required columns                     what median_ms is
+==================  ===================================  =====================================
+``forward``         batch>=1, seq_len>=1                 one backbone forward (prefill) of
+                                                         ``batch`` rows padded to ``seq_len``,
+                                                         inputs already on the device
+``decode``          batch>=1, seq_len>=1                 one decode step, ``seq_len`` = context
+``lora``            batch, seq_len, n_adapters, rank>=1  forward with ``n_adapters`` distinct
+                                                         adapters (rows split evenly) minus the
+                                                         plain forward; write max(0, diff)
+``head``            batch>=1, outputs>=1                 a task head over ``batch`` pooled rows
+``encoder``         batch, seq_len, params>=1            an input encoder of ``params`` weights
+``overhead``        (none)                               per-batch runtime cost outside the
+                                                         forward (end-to-end minus forward)
+``load_backbone``   bytes                                loading a backbone of ``bytes``
+``load_extension``  bytes                                loading an extension of ``bytes``
+==================  ===================================  =====================================
+
+``forward`` and ``decode`` rows of one (backbone, device) must form a full grid: every
+(batch, seq_len) pair of the measured batch values x measured seq_len values, each once.
+``lora`` rows are unique per (rank, n_adapters, batch, seq_len), ``head`` rows per (outputs,
+batch); any grid may be irregular (e.g. batch 1, 2, 4, 8, 32, 128; seq_len 64, 128, 512).
+
+How :class:`ProfileModel` answers:
+
+* backbone_s / decode_step_s: bilinear interpolation over the (batch, seq_len) grid. Below
+  the grid the edge value is used. Beyond it, time grows linearly in tokens (rows*seq_len)
+  from the clamped edge point, with the per-token slope of the last two grid points along
+  each exceeded axis (the larger if both; proportional scaling if an axis has one point),
+  never below the edge value and never negative.
+* adapters_s: per measured rank, piecewise-linear in tokens for each measured n_adapters,
+  then linear in n_adapters (extrapolated past the grid with the last two points' slope,
+  clamped at the edge below it); ranks between measured ones are interpolated linearly,
+  ranks outside use the nearest.
+* extension_s: head - piecewise linear in rows at the nearest measured ``outputs``;
+  encoder - least-squares ``a + b*params*rows*seq_len`` (a, b >= 0).
+* batch_overhead_s: mean of the device's ``overhead`` rows. load_s / extension_load_s:
+  least-squares ``fixed + bytes/bandwidth`` over the device's ``load_*`` rows (fixed >= 0;
+  one row: proportional).
+* share < 1 (a slice; the profile is measured on a whole device): ``fixed + (t - fixed) /
+  share``, where ``fixed`` (at most ``t``) is the part that does not shrink with the slice:
+  the launch cost ``launches*kernel_launch_us`` of the device spec, with ``launches`` =
+  ``layers*kernels_per_layer`` (forward, decode), ``2*layers*n_adapters`` (lora), 1 (head),
+  ``kernels_per_layer`` (encoder).
+* Missing rows: no ``forward`` rows for the backbone on the device -> ``KeyError`` naming the
+  backbone and the file. Other kinds missing -> answered by the ``fallback`` model (a
+  :class:`RooflineModel` by default; the kinds used are listed by :meth:`fallback_kinds`),
+  or ``KeyError`` when ``strict=True``.
+* Malformed file -> ``ValueError("<path>:<line>: <what is wrong>")``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
+
+from fmplex_sim.latency.base import LATENCY_MODELS, LatencyModel
+from fmplex_sim.latency.roofline import RooflineModel
+from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
+
+COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
+           "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
+_INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats")
+_REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "forward": ("batch", "seq_len"),
+    "decode": ("batch", "seq_len"),
+    "lora": ("batch", "seq_len", "n_adapters", "rank"),
+    "head": ("batch", "outputs"),
+    "encoder": ("batch", "seq_len", "params"),
+    "overhead": (),
+    "load_backbone": ("bytes",),
+    "load_extension": ("bytes",),
+})
+KINDS = tuple(_REQUIRED)
+_ANY_BACKBONE = ("overhead", "load_backbone", "load_extension")  # may use backbone "*"
+_LORA_LAUNCHES_PER_LAYER = 2  # q and v: launch part of lora rows when scaling by share
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """One parsed measurement; ``line`` is its 1-based line number in the file."""
+
+    kind: str
+    backbone: str
+    device: str
+    dtype: str
+    batch: int
+    seq_len: int
+    n_adapters: int
+    rank: int
+    outputs: int
+    params: int
+    bytes: int
+    median_ms: float
+    p10_ms: float | None
+    p90_ms: float | None
+    repeats: int
+    line: int
+
+
+def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"{path}:{line}: {msg}")
+
+    kind, backbone, device = (cells[c].strip() for c in ("kind", "backbone", "device"))
+    if kind not in _REQUIRED:
+        raise bad(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if not backbone or not device:
+        raise bad("empty backbone or device")
+    if backbone == "*" and kind not in _ANY_BACKBONE:
+        raise bad(f"backbone '*' is only allowed for {', '.join(_ANY_BACKBONE)} rows")
+    ints: dict[str, int] = {}
+    for col in _INTS:
+        s = cells[col].strip()
+        need = col in _REQUIRED[kind]
+        if not s:
+            if need:
+                raise bad(f"missing {col} (required for kind {kind})")
+            ints[col] = 0
+            continue
+        try:
+            v = int(s)
+        except ValueError:
+            raise bad(f"bad number {s!r} in column {col} (expected an integer)") from None
+        if v < 0 or (need and col != "bytes" and v < 1):
+            raise bad(f"{col} must be {'>= 1' if need else '>= 0'}, got {v}")
+        ints[col] = v
+    lat: dict[str, float | None] = {}
+    for col in ("median_ms", "p10_ms", "p90_ms"):
+        s = cells[col].strip()
+        if not s:
+            if col == "median_ms":
+                raise bad("missing median_ms")
+            lat[col] = None
+            continue
+        try:
+            v = float(s)
+        except ValueError:
+            raise bad(f"bad number {s!r} in column {col}") from None
+        if not math.isfinite(v):
+            raise bad(f"non-finite latency {col}={s}")
+        if v < 0:
+            raise bad(f"negative latency {col}={s}")
+        lat[col] = v
+    med, p10, p90 = lat["median_ms"], lat["p10_ms"], lat["p90_ms"]
+    if (p10 is not None and p10 > med) or (p90 is not None and p90 < med):
+        raise bad(f"percentiles out of order: p10_ms={p10} median_ms={med} p90_ms={p90}")
+    return ProfileRow(kind, backbone, device, cells["dtype"].strip(), median_ms=med,
+                      p10_ms=p10, p90_ms=p90, line=line, **ints)
+
+
+def read_profile(path: str | Path) -> list[ProfileRow]:
+    """Parse and validate a profile CSV (format in the module docstring).
+
+    Raises ``ValueError("<path>:<line>: ...")`` for a missing header column, a wrong field
+    count, an unknown kind, a bad or missing number, a negative latency or an empty table.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    header: list[str] | None = None
+    rows: list[ProfileRow] = []
+    last = 0
+    for line, raw in enumerate(text.splitlines(), 1):
+        last = line
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in next(csv.reader([raw]))]
+        if header is None:
+            missing = [c for c in COLUMNS if c not in cells]
+            if missing:
+                raise ValueError(f"{path}:{line}: header lacks column(s) {', '.join(missing)}")
+            if len(set(cells)) != len(cells):
+                raise ValueError(f"{path}:{line}: header repeats a column")
+            header = cells
+            continue
+        if len(cells) != len(header):
+            raise ValueError(f"{path}:{line}: expected {len(header)} fields, got {len(cells)}")
+        rows.append(_parse_row(dict(zip(header, cells)), path, line))
+    if not rows:
+        what = "no measurement rows" if header else "no header and no measurement rows"
+        raise ValueError(f"{path}:{max(last, 1)}: empty table ({what})")
+    return rows
+
+
+def _cell(v: object) -> str:
+    return "" if v is None else str(v)
+
+
+def write_profile(
+    path: str | Path, rows: Sequence[Mapping[str, object]], comments: Iterable[str] = ()
+) -> None:
+    """Write ``rows`` (dicts keyed by ``COLUMNS``; absent or None cells are left empty) to
+    ``path`` in the profile CSV format, preceded by ``comments`` as ``#`` lines.
+
+    Every row is validated as :func:`read_profile` would read it; a bad row raises
+    ``ValueError("<path>:<line>: ...")`` with the line it would have had, and nothing is
+    written. An empty ``rows`` is an error too.
+    """
+    lines = [f"# {part}".rstrip() for c in comments for part in (str(c).splitlines() or [""])]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(COLUMNS)
+    first = len(lines) + 2  # line number of the first measurement
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"{path}:{first + i}: unknown column(s) {', '.join(unknown)}")
+        cells = {c: _cell(row.get(c)) for c in COLUMNS}
+        _parse_row(cells, path, first + i)
+        out.writerow([cells[c] for c in COLUMNS])
+    if not rows:
+        raise ValueError(f"{path}:{first - 1}: empty table (no measurement rows)")
+    Path(path).write_text("".join(s + "\n" for s in lines) + buf.getvalue(), encoding="utf-8")
+
+
+# -- interpolation ---------------------------------------------------------------------------
+def _bracket(xs: Sequence[float], x: float) -> tuple[int, int, float]:
+    """Indices (lo, hi) and weight w of hi such that x ~ xs[lo]*(1-w) + xs[hi]*w, clamped."""
+    if len(xs) == 1 or x <= xs[0]:
+        return 0, 0, 0.0
+    if x >= xs[-1]:
+        return len(xs) - 1, len(xs) - 1, 0.0
+    k = bisect.bisect_right(xs, x)
+    return k - 1, k, (x - xs[k - 1]) / (xs[k] - xs[k - 1])
+
+
+def _interp1(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise linear; edge value below; past the end the last two points' slope (>= 0),
+    or proportional scaling with a single point."""
+    if x <= xs[0]:
+        return ys[0]
+    if len(xs) == 1:
+        return ys[0] * x / xs[0]
+    if x >= xs[-1]:
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return ys[-1] + max(slope, 0.0) * (x - xs[-1])
+    lo, hi, w = _bracket(xs, x)
+    return ys[lo] * (1 - w) + ys[hi] * w
+
+
+def _fit_affine(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b*x`` with a, b >= 0 (proportional when that fails)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if n >= 2 and sxx > 0:
+        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+        if b <= 0:
+            return my, 0.0
+        if my - b * mx >= 0:
+            return my - b * mx, b
+    sx2 = sum(x * x for x in xs)
+    if sx2 == 0:
+        return my, 0.0
+    return 0.0, max(sum(x * y for x, y in zip(xs, ys)) / sx2, 0.0)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Measured ms on a full (batch, seq_len) grid: ms[i][j] at batches[i], seqs[j]."""
+
+    batches: tuple[int, ...]
+    seqs: tuple[int, ...]
+    ms: tuple[tuple[float, ...], ...]
+
+    def at(self, b: float, s: float) -> float:
+        """Bilinear value, arguments clamped to the grid."""
+        i0, i1, wb = _bracket(self.batches, b)
+        j0, j1, ws = _bracket(self.seqs, s)
+        m = self.ms
+        lo = m[i0][j0] * (1 - ws) + m[i0][j1] * ws
+        hi = m[i1][j0] * (1 - ws) + m[i1][j1] * ws
+        return lo * (1 - wb) + hi * wb
+
+    def value(self, rows: int, seq: int) -> float:
+        """Interpolated inside, linear in tokens beyond the grid (module docstring)."""
+        B, S = self.batches, self.seqs
+        rc, sc = min(max(rows, B[0]), B[-1]), min(max(seq, S[0]), S[-1])
+        t = self.at(rc, sc)
+        extra = rows * seq - rc * sc
+        if extra > 0 and (rows > B[-1] or seq > S[-1]):
+            slopes = []
+            if rows > B[-1]:
+                d = self.at(B[-1], sc) - self.at(B[-2], sc) if len(B) > 1 else t
+                slopes.append(d / (((B[-1] - B[-2]) if len(B) > 1 else B[-1]) * sc))
+            if seq > S[-1]:
+                d = self.at(rc, S[-1]) - self.at(rc, S[-2]) if len(S) > 1 else t
+                slopes.append(d / (((S[-1] - S[-2]) if len(S) > 1 else S[-1]) * rc))
+            t += max(0.0, *slopes) * extra
+        return max(t, 0.0)
+
+
+def _grid(rows: list[ProfileRow], path: object) -> _Grid:
+    cells: dict[tuple[int, int], ProfileRow] = {}
+    for r in rows:
+        key = (r.batch, r.seq_len)
+        if key in cells:
+            raise ValueError(
+                f"{path}:{r.line}: duplicate {r.kind} row for {r.backbone} on {r.device} at "
+                f"batch={r.batch} seq_len={r.seq_len} (first at line {cells[key].line})"
+            )
+        cells[key] = r
+    B = tuple(sorted({b for b, _ in cells}))
+    S = tuple(sorted({s for _, s in cells}))
+    missing = [(b, s) for b in B for s in S if (b, s) not in cells]
+    if missing:
+        r = rows[0]
+        raise ValueError(
+            f"{path}:{r.line}: {r.kind} rows of {r.backbone} on {r.device} are not a full "
+            f"(batch, seq_len) grid; missing {missing[:4]}{' ...' if len(missing) > 4 else ''}"
+        )
+    return _Grid(B, S, tuple(tuple(cells[(b, s)].median_ms for s in S) for b in B))
+
+
+def _curve(points: Iterable[tuple[float, float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Sorted (xs, ys), averaging ys of equal xs."""
+    acc: dict[float, list[float]] = defaultdict(list)
+    for x, y in points:
+        acc[x].append(y)
+    xs = tuple(sorted(acc))
+    return xs, tuple(sum(acc[x]) / len(acc[x]) for x in xs)
+
+
+def _scale(t: float, fixed: float, share: float) -> float:
+    """``fixed + (t - fixed) / share`` with the fixed part capped at ``t``."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    fixed = min(fixed, t)
+    return fixed + (t - fixed) / share
+
+
+@LATENCY_MODELS.register("profile")
+class ProfileModel(LatencyModel):
+    """Latency model interpolated from a measured profile CSV (format: module docstring).
+
+    ``ProfileModel(path, fallback=None, strict=False)`` reads and validates the whole file
+    (``ValueError`` naming file and line if malformed). Parts the profile lacks are answered by
+    ``fallback`` (default ``RooflineModel()``) unless ``strict``; a backbone without
+    ``forward`` rows on the asked device is always a ``KeyError``.
+    """
+
+    kind = "profile"
+
+    def __init__(
+        self, path: str | Path, fallback: LatencyModel | None = None, strict: bool = False
+    ) -> None:
+        self.path = path
+        self.fallback = fallback if fallback is not None else RooflineModel()
+        self.strict = strict
+        self.rows: tuple[ProfileRow, ...] = tuple(read_profile(path))
+        groups: dict[tuple[str, str, str], list[ProfileRow]] = defaultdict(list)
+        for r in self.rows:
+            groups[(r.kind, r.backbone, r.device)].append(r)
+        self._grids: dict[tuple[str, str, str], _Grid] = {}
+        self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
+        self._heads: dict[tuple[str, str], dict[int, tuple]] = {}
+        self._encoder: dict[tuple[str, str], tuple[float, float]] = {}
+        over: dict[str, list[float]] = defaultdict(list)
+        loads: dict[tuple[str, str], list[ProfileRow]] = defaultdict(list)
+        for (kind, bb, dev), rs in groups.items():
+            if kind in ("forward", "decode"):
+                self._grids[(kind, bb, dev)] = _grid(rs, path)
+            elif kind == "lora":
+                self._lora[(bb, dev)] = self._lora_table(rs)
+            elif kind == "head":
+                self._heads[(bb, dev)] = self._head_table(rs)
+            elif kind == "encoder":
+                self._encoder[(bb, dev)] = _fit_affine(
+                    [r.params * r.batch * r.seq_len for r in rs], [r.median_ms for r in rs])
+            elif kind == "overhead":
+                over[dev].extend(r.median_ms for r in rs)
+            else:
+                loads[(kind, dev)].extend(rs)
+        self._overhead = {d: sum(v) / len(v) for d, v in over.items()}
+        self._loads = {k: _fit_affine([r.bytes for r in rs], [r.median_ms for r in rs])
+                       for k, rs in loads.items()}
+
+    def _lora_table(self, rs: list[ProfileRow]) -> dict[int, dict[int, tuple]]:
+        seen: dict[tuple[int, int, int, int], int] = {}
+        points: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        for r in rs:
+            key = (r.rank, r.n_adapters, r.batch, r.seq_len)
+            if key in seen:
+                raise ValueError(f"{self.path}:{r.line}: duplicate lora row for {r.backbone} "
+                                 f"on {r.device} (first at line {seen[key]})")
+            seen[key] = r.line
+            points[r.rank][r.n_adapters].append((r.batch * r.seq_len, r.median_ms))
+        return {rk: {n: _curve(p) for n, p in by_n.items()} for rk, by_n in points.items()}
+
+    def _head_table(self, rs: list[ProfileRow]) -> dict[int, tuple]:
+        seen: dict[tuple[int, int], int] = {}
+        points: dict[int, list] = defaultdict(list)
+        for r in rs:
+            if (r.outputs, r.batch) in seen:
+                raise ValueError(f"{self.path}:{r.line}: duplicate head row for {r.backbone} "
+                                 f"on {r.device} (first at line {seen[(r.outputs, r.batch)]})")
+            seen[(r.outputs, r.batch)] = r.line
+            points[r.outputs].append((r.batch, r.median_ms))
+        return {o: _curve(p) for o, p in points.items()}
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    # -- coverage --------------------------------------------------------------------------
+    def _has(self, kind: str, bb: str, dev: str) -> bool:
+        if kind in ("forward", "decode"):
+            return (kind, bb, dev) in self._grids
+        if kind == "overhead":
+            return dev in self._overhead
+        if kind in ("load_backbone", "load_extension"):
+            return (kind, dev) in self._loads
+        table = {"lora": self._lora, "head": self._heads, "encoder": self._encoder}[kind]
+        return (bb, dev) in table
+
+    def fallback_kinds(self, bb: BackboneSpec, dev: DeviceSpec) -> tuple[str, ...]:
+        """Kinds this profile lacks for ``bb`` on ``dev`` (answered by the fallback model)."""
+        return tuple(k for k in KINDS if k != "forward" and not self._has(k, bb.name, dev.name))
+
+    def _missing(self, kind: str, bb: str, dev: str) -> str:
+        have = sorted({f"{b} on {d}" for (k, b, d) in self._grids if k == "forward"})
+        return (f"profile {self.source} has no {kind} rows for backbone {bb!r} on device "
+                f"{dev!r} (forward rows exist for: {', '.join(have) or 'nothing'})")
+
+    def _other(self, kind: str, bb: str, dev: str) -> LatencyModel:
+        if self.strict:
+            raise KeyError(self._missing(kind, bb, dev))
+        return self.fallback
+
+    @staticmethod
+    def _launch_s(dev: DeviceSpec, launches: float) -> float:
+        return launches * dev.kernel_launch_us * 1e-6
+
+    # -- LatencyModel ----------------------------------------------------------------------
+    def backbone_s(
+        self, bb: BackboneSpec, dev: DeviceSpec, rows: int, seq_len: int, share: float = 1.0
+    ) -> float:
+        """Interpolated ``forward`` time; ``KeyError`` if the profile lacks the backbone."""
+        grid = self._grids.get(("forward", bb.name, dev.name))
+        if grid is None:
+            raise KeyError(self._missing("forward", bb.name, dev.name))
+        if rows <= 0:
+            return 0.0
+        fixed = self._launch_s(dev, bb.layers * dev.kernels_per_layer)
+        return _scale(grid.value(rows, seq_len) / 1000.0, fixed, share)
+
+    def decode_step_s(
+        self, bb: BackboneSpec, dev: DeviceSpec, rows: int, ctx_len: int, share: float = 1.0
+    ) -> float:
+        """Interpolated ``decode`` time (``seq_len`` = context), or the fallback's."""
+        grid = self._grids.get(("decode", bb.name, dev.name))
+        if grid is None:
+            return self._other("decode", bb.name, dev.name).decode_step_s(
+                bb, dev, rows, ctx_len, share)
+        if rows <= 0:
+            return 0.0
+        fixed = self._launch_s(dev, bb.layers * dev.kernels_per_layer)
+        return _scale(grid.value(rows, ctx_len) / 1000.0, fixed, share)
+
+    def adapters_s(
+        self,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        rows: int,
+        seq_len: int,
+        n_adapters: int,
+        rank: int,
+        share: float = 1.0,
+    ) -> float:
+        """Interpolated ``lora`` time over tokens, n_adapters and rank, or the fallback's."""
+        table = self._lora.get((bb.name, dev.name))
+        if table is None:
+            return self._other("lora", bb.name, dev.name).adapters_s(
+                bb, dev, rows, seq_len, n_adapters, rank, share)
+        if n_adapters <= 0 or rows <= 0:
+            return 0.0
+        tokens = rows * seq_len
+
+        def at_rank(rk: int) -> float:
+            ns = sorted(table[rk])
+            return _interp1(ns, [_interp1(*table[rk][n], tokens) for n in ns], n_adapters)
+
+        ranks = sorted(table)
+        lo, hi, w = _bracket(ranks, rank)
+        ms = at_rank(ranks[lo]) if lo == hi else (
+            at_rank(ranks[lo]) * (1 - w) + at_rank(ranks[hi]) * w)
+        fixed = self._launch_s(dev, n_adapters * bb.layers * _LORA_LAUNCHES_PER_LAYER)
+        return _scale(ms / 1000.0, fixed, share)
+
+    def extension_s(
+        self,
+        ext: ExtensionSpec,
+        bb: BackboneSpec,
+        dev: DeviceSpec,
+        rows: int,
+        seq_len: int,
+        share: float = 1.0,
+    ) -> float:
+        """``head`` (nearest outputs, linear in rows) or ``encoder`` (affine in
+        params*tokens) time, or the fallback's; 0 for lora and prefix extensions."""
+        if ext.kind not in ("head", "encoder"):
+            return 0.0
+        key = (bb.name, dev.name)
+        if not self._has(ext.kind, *key):
+            return self._other(ext.kind, *key).extension_s(ext, bb, dev, rows, seq_len, share)
+        if rows <= 0:
+            return 0.0
+        if ext.kind == "head":
+            curves = self._heads[key]
+            outputs = min(curves, key=lambda o: (abs(o - ext.outputs), -o))
+            ms, launches = _interp1(*curves[outputs], rows), 1
+        else:
+            a, b = self._encoder[key]
+            ms, launches = a + b * ext.params * rows * seq_len, dev.kernels_per_layer
+        return _scale(ms / 1000.0, self._launch_s(dev, launches), share)
+
+    def batch_overhead_s(self, dev: DeviceSpec) -> float:
+        """Mean of the device's ``overhead`` rows, or the fallback's."""
+        if dev.name not in self._overhead:
+            return self._other("overhead", "*", dev.name).batch_overhead_s(dev)
+        return self._overhead[dev.name] / 1000.0
+
+    def _load(self, kind: str, nbytes: int, dev: DeviceSpec) -> float | None:
+        fit = self._loads.get((kind, dev.name))
+        if fit is None:
+            return None
+        return (fit[0] + fit[1] * nbytes) / 1000.0
+
+    def load_s(self, nbytes: int, dev: DeviceSpec) -> float:
+        """``fixed + bytes/bandwidth`` fitted to ``load_backbone`` rows, or the fallback's."""
+        t = self._load("load_backbone", nbytes, dev)
+        if t is None:
+            return self._other("load_backbone", "*", dev.name).load_s(nbytes, dev)
+        return t
+
+    def extension_load_s(self, nbytes: int, dev: DeviceSpec) -> float:
+        """``fixed + bytes/bandwidth`` fitted to ``load_extension`` rows, or the fallback's."""
+        t = self._load("load_extension", nbytes, dev)
+        if t is None:
+            return self._other("load_extension", "*", dev.name).extension_load_s(nbytes, dev)
+        return t

@@ -1,0 +1,270 @@
+"""Roofline and profile latency models: batching behaviour, slices, adapters, loads; profile
+format round trip, interpolation, extrapolation, fallbacks and error reporting."""
+
+from __future__ import annotations
+
+import pytest
+
+from fmplex_sim.catalog import get_backbone, get_device
+from fmplex_sim.latency.base import LATENCY_MODELS
+from fmplex_sim.latency.profile import COLUMNS, ProfileModel, read_profile, write_profile
+from fmplex_sim.latency.roofline import RooflineModel
+from fmplex_sim.specs import ExtensionSpec, TaskSpec
+
+H100 = get_device("H100-80GB")
+BERT = get_backbone("bert-base")
+LLAMA = get_backbone("llama-3.2-1b")
+RF = RooflineModel()
+
+
+def test_both_models_are_registered():
+    assert LATENCY_MODELS.get("roofline") is RooflineModel
+    assert LATENCY_MODELS.get("profile") is ProfileModel
+    assert RF.kind == "roofline" and RF.source == "analytic"
+
+
+# -- roofline ---------------------------------------------------------------------------------
+def test_small_batches_amortize_weight_reads():
+    totals = [RF.backbone_s(BERT, H100, b, 128) for b in (1, 2, 4, 8, 16)]
+    per_req = [t / b for t, b in zip(totals, (1, 2, 4, 8, 16))]
+    assert all(a < b for a, b in zip(totals, totals[1:]))  # bigger batches take longer...
+    assert all(a > b for a, b in zip(per_req, per_req[1:]))  # ...but less per request
+    assert per_req[0] > 4 * per_req[-1]
+
+
+def test_large_batches_are_compute_bound_and_linear():
+    t256, t512 = RF.backbone_s(BERT, H100, 256, 128), RF.backbone_s(BERT, H100, 512, 128)
+    assert t256 / 256 == pytest.approx(t512 / 512, rel=0.20)
+    assert 1.8 < t512 / t256 < 2.05
+    assert not RF.backbone_terms(BERT, H100, 512, 128).memory_bound
+
+
+def test_batch_of_one_is_memory_bound():
+    for bb in (BERT, LLAMA, get_backbone("vit-base")):
+        terms = RF.backbone_terms(bb, H100, 1, bb.default_input_len)
+        assert terms.memory_bound and terms.memory_s > terms.compute_s
+    assert RF.decode_terms(LLAMA, H100, 1, 256).memory_s > 10 * RF.decode_terms(
+        LLAMA, H100, 1, 256).compute_s
+
+
+def test_slices_are_slower_but_fixed_costs_do_not_scale():
+    whole = RF.backbone_s(BERT, H100, 32, 128)
+    slice_ = RF.backbone_s(BERT, H100, 32, 128, share=1 / 7)
+    assert whole < slice_ < 7 * whole
+    with pytest.raises(ValueError):
+        RF.backbone_s(BERT, H100, 32, 128, share=0.0)
+
+
+def test_distinct_adapters_cost_more_than_one():
+    one = RF.adapters_s(BERT, H100, 32, 128, n_adapters=1, rank=8)
+    many = RF.adapters_s(BERT, H100, 32, 128, n_adapters=8, rank=8)
+    assert 0 < one < many
+    assert RF.adapters_s(BERT, H100, 32, 128, n_adapters=0, rank=8) == 0.0
+    assert RF.adapters_s(BERT, H100, 512, 128, 1, 64) > RF.adapters_s(BERT, H100, 512, 128, 1, 8)
+    # adapters are an add-on, not a second backbone
+    assert one < RF.backbone_s(BERT, H100, 32, 128)
+
+
+def test_decode_grows_with_context_and_rows():
+    assert RF.decode_step_s(LLAMA, H100, 8, 2048) > RF.decode_step_s(LLAMA, H100, 8, 128)
+    assert RF.decode_step_s(LLAMA, H100, 64, 512) > RF.decode_step_s(LLAMA, H100, 1, 512)
+
+
+def test_extensions():
+    head = RF.extension_s(ExtensionSpec("head", outputs=3), BERT, H100, 16, 128)
+    assert 0 < head < RF.backbone_s(BERT, H100, 16, 128) / 10
+    small = RF.extension_s(ExtensionSpec("encoder", params=10**6), BERT, H100, 64, 128)
+    big = RF.extension_s(ExtensionSpec("encoder", params=10**8), BERT, H100, 64, 128)
+    assert 0 < small < big
+    assert RF.extension_s(ExtensionSpec("prefix", virtual_tokens=8), BERT, H100, 4, 128) == 0.0
+
+
+def test_loads_and_overhead():
+    assert RF.load_s(10**9, H100) > RF.load_s(10**8, H100) > 0
+    assert RF.load_s(10**9, H100) == pytest.approx(H100.load_fixed_ms / 1e3 + 1e9 / 50e9)
+    assert RF.extension_load_s(10**7, H100) < RF.load_s(10**7, H100)
+    assert RF.batch_overhead_s(H100) == H100.batch_overhead_ms / 1e3
+
+
+def test_overrides_recalibrate():
+    slow = RooflineModel(compute_eff=0.2, batch_overhead_ms=3.0)
+    assert slow.backbone_s(BERT, H100, 512, 128) > RF.backbone_s(BERT, H100, 512, 128)
+    assert slow.batch_overhead_s(H100) == 0.003
+    with pytest.raises(TypeError, match="unknown"):
+        RooflineModel(peak_tflops=1.0)
+    with pytest.raises(ValueError):
+        RooflineModel(memory_eff=1.5)
+
+
+def test_cpu_is_much_slower_than_a_gpu():
+    cpu = get_device("CPU")
+    assert RF.backbone_s(BERT, cpu, 8, 128) > 20 * RF.backbone_s(BERT, H100, 8, 128)
+
+
+def test_batch_s_composes_the_parts():
+    ext = (ExtensionSpec("lora", rank=8), ExtensionSpec("head", outputs=2))
+    a, b = TaskSpec("a", "bert-base", ext), TaskSpec("b", "bert-base", ext)
+    bare = RF.batch_overhead_s(H100) + RF.backbone_s(BERT, H100, 8, 128)
+    one = RF.batch_s(BERT, H100, [(a, 8)], 128)
+    two = RF.batch_s(BERT, H100, [(a, 4), (b, 4)], 128)
+    assert bare < one < two
+
+
+# -- profile ----------------------------------------------------------------------------------
+FWD = {(1, 64): 2.0, (1, 128): 3.0, (4, 64): 3.0, (4, 128): 5.0, (16, 64): 7.0, (16, 128): 13.0}
+
+
+def _rows() -> list[dict]:
+    common = {"backbone": "bert-base", "device": "H100-80GB", "dtype": "bf16", "repeats": 20}
+    rows = [dict(common, kind="forward", batch=b, seq_len=s, median_ms=t, p10_ms=t * 0.9,
+                 p90_ms=t * 1.1) for (b, s), t in FWD.items()]
+    lora = {(8, 1, 1): 0.2, (8, 1, 16): 0.5, (8, 4, 1): 0.6, (8, 4, 16): 1.4,
+            (16, 1, 1): 0.4, (16, 1, 16): 1.0}
+    rows += [dict(common, kind="lora", rank=r, n_adapters=n, batch=b, seq_len=128, median_ms=t)
+             for (r, n, b), t in lora.items()]
+    rows += [dict(common, kind="head", outputs=2, batch=1, median_ms=0.05),
+             dict(common, kind="head", outputs=2, batch=64, median_ms=0.08),
+             dict(common, kind="encoder", params=10**6, batch=1, seq_len=128, median_ms=0.3),
+             dict(common, kind="encoder", params=10**6, batch=8, seq_len=128, median_ms=1.0),
+             dict(common, kind="overhead", backbone="*", median_ms=0.4),
+             dict(common, kind="overhead", backbone="*", median_ms=0.6),
+             dict(common, kind="load_backbone", bytes=10**8, median_ms=60.0),
+             dict(common, kind="load_backbone", bytes=10**9, median_ms=240.0),
+             dict(common, kind="load_extension", backbone="*", bytes=10**6, median_ms=6.0)]
+    return rows
+
+
+@pytest.fixture
+def profile_path(tmp_path):
+    path = tmp_path / "profile.csv"
+    write_profile(path, _rows(), ["fmplex-exec profile (synthetic)", "host: test"])
+    return path
+
+
+@pytest.fixture
+def pm(profile_path):
+    return ProfileModel(profile_path)
+
+
+def test_written_profile_reads_back(profile_path):
+    text = profile_path.read_text()
+    assert text.startswith("# fmplex-exec profile (synthetic)\n# host: test\n")
+    assert text.splitlines()[2] == ",".join(COLUMNS)
+    rows = read_profile(profile_path)
+    assert len(rows) == len(_rows()) and rows[0].line == 4 and rows[0].median_ms == 2.0
+    assert ProfileModel(str(profile_path)).source == str(profile_path)
+
+
+def test_exact_at_grid_points(pm):
+    for (b, s), t in FWD.items():
+        assert pm.backbone_s(BERT, H100, b, s) == pytest.approx(t / 1e3)
+
+
+def test_bilinear_between_grid_points(pm):
+    assert pm.backbone_s(BERT, H100, 2, 96) == pytest.approx(3.0e-3)  # (2.5 + (4-2.5)/3) ms
+    assert pm.backbone_s(BERT, H100, 4, 96) == pytest.approx(4.0e-3)
+    assert pm.backbone_s(BERT, H100, 1, 32) == pytest.approx(2.0e-3)  # below grid: edge value
+
+
+def test_linear_extrapolation_in_tokens_beyond_grid(pm):
+    # batch past 16 at seq 128: slope (13-5)/((16-4)*128) ms per token
+    assert pm.backbone_s(BERT, H100, 32, 128) == pytest.approx((13 + 8 / 1536 * 2048) / 1e3)
+    # seq past 128 at batch 4: slope (5-3)/(4*64) ms per token
+    assert pm.backbone_s(BERT, H100, 4, 256) == pytest.approx(9.0e-3)
+    # both: the steeper slope (seq axis at batch 16: 6/1024 ms per token)
+    assert pm.backbone_s(BERT, H100, 32, 256) == pytest.approx((13 + 6 / 1024 * 6144) / 1e3)
+
+
+def test_monotonic_in_batch(pm):
+    for s in (50, 100, 128, 300):
+        ts = [pm.backbone_s(BERT, H100, b, s) for b in range(1, 80)]
+        assert all(a <= b for a, b in zip(ts, ts[1:]))
+
+
+def test_share_scales_all_but_the_launch_part(pm):
+    fixed = BERT.layers * H100.kernels_per_layer * H100.kernel_launch_us * 1e-6
+    assert pm.backbone_s(BERT, H100, 1, 64, share=0.5) == pytest.approx(
+        fixed + (2e-3 - fixed) / 0.5)
+
+
+def test_unknown_backbone_or_device_is_keyerror_naming_both(pm, profile_path):
+    with pytest.raises(KeyError) as e:
+        pm.backbone_s(get_backbone("vit-base"), H100, 1, 197)
+    assert "vit-base" in str(e.value) and str(profile_path) in str(e.value)
+    with pytest.raises(KeyError, match="A100-80GB"):
+        pm.backbone_s(BERT, get_device("A100-80GB"), 1, 128)
+
+
+def test_lora_interpolation(pm):
+    assert pm.adapters_s(BERT, H100, 1, 128, 1, 8) == pytest.approx(0.2e-3)
+    assert pm.adapters_s(BERT, H100, 1, 128, 2, 8) == pytest.approx((0.2 + 0.4 / 3) / 1e3)
+    assert pm.adapters_s(BERT, H100, 1, 128, 8, 8) == pytest.approx((0.6 + 4 * 0.4 / 3) / 1e3)
+    assert pm.adapters_s(BERT, H100, 8, 128, 1, 8) == pytest.approx((0.2 + 0.3 * 7 / 15) / 1e3)
+    assert pm.adapters_s(BERT, H100, 1, 128, 1, 12) == pytest.approx(0.3e-3)  # between ranks
+    assert pm.adapters_s(BERT, H100, 1, 128, 1, 64) == pytest.approx(0.4e-3)  # nearest rank
+    assert pm.adapters_s(BERT, H100, 4, 128, 4, 8) > pm.adapters_s(BERT, H100, 4, 128, 1, 8)
+    assert pm.adapters_s(BERT, H100, 4, 128, 0, 8) == 0.0
+
+
+def test_head_encoder_overhead_and_loads(pm):
+    head = pm.extension_s(ExtensionSpec("head", outputs=3), BERT, H100, 32, 128)
+    assert head == pytest.approx((0.05 + 0.03 * 31 / 63) / 1e3)
+    enc = pm.extension_s(ExtensionSpec("encoder", params=10**6), BERT, H100, 4, 128)
+    assert enc == pytest.approx(0.6e-3)  # fit 0.2 ms + 0.7 ms per 8.96e8 params*tokens
+    assert pm.batch_overhead_s(H100) == pytest.approx(0.5e-3)
+    assert pm.load_s(5 * 10**8, H100) == pytest.approx(0.140)  # 40 ms + bytes at 5 GB/s
+    assert pm.extension_load_s(2 * 10**6, H100) == pytest.approx(0.012)  # proportional
+
+
+def test_missing_kinds_fall_back_to_roofline_or_raise_when_strict(profile_path):
+    pm = ProfileModel(profile_path)
+    assert pm.fallback_kinds(BERT, H100) == ("decode",)
+    assert pm.decode_step_s(BERT, H100, 4, 64) == RF.decode_step_s(BERT, H100, 4, 64)
+    with pytest.raises(KeyError, match="decode"):
+        ProfileModel(profile_path, strict=True).decode_step_s(BERT, H100, 4, 64)
+
+
+def test_profile_batch_s_end_to_end(pm):
+    t = TaskSpec("a", "bert-base", (ExtensionSpec("lora", rank=8), ExtensionSpec("head")))
+    total = pm.batch_s(BERT, H100, [(t, 4)], 128)
+    assert total == pytest.approx(0.5e-3 + 5e-3 + pm.adapters_s(BERT, H100, 4, 128, 1, 8)
+                                  + pm.extension_s(t.extensions[1], BERT, H100, 4, 128))
+
+
+HEADER = ",".join(COLUMNS)
+GOOD = "forward,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,,,"
+
+
+@pytest.mark.parametrize(
+    "lines, line, match",
+    [
+        ([HEADER, GOOD, "forward,bert-base,H100-80GB,bf16,x,128,,,,,,2.0,,,"], 3, "bad number"),
+        ([HEADER, "forward,bert-base,H100-80GB,bf16,2,128,,,,,,-1.0,,,"], 2, "negative latency"),
+        (["# provenance", HEADER.replace(",median_ms", ""), GOOD], 2, "median_ms"),
+        (["# only a comment", HEADER], 2, "empty table"),
+        ([], 1, "empty table"),
+        ([HEADER, GOOD + ",extra"], 2, "fields"),
+        ([HEADER, "warmup,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,,,"], 2, "unknown kind"),
+        ([HEADER, "forward,bert-base,H100-80GB,bf16,,128,,,,,,2.0,,,"], 2, "missing batch"),
+        ([HEADER, GOOD, "forward,bert-base,H100-80GB,bf16,4,64,,,,,,2.0,,,"], 2, "full"),
+        ([HEADER, GOOD, GOOD], 3, "duplicate"),
+        ([HEADER, "forward,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,3.0,,"], 2, "percentiles"),
+    ],
+)
+def test_malformed_profiles_name_file_and_line(tmp_path, lines, line, match):
+    path = tmp_path / "bad.csv"
+    path.write_text("".join(s + "\n" for s in lines))
+    with pytest.raises(ValueError, match=match) as e:
+        ProfileModel(path)
+    assert str(e.value).startswith(f"{path}:{line}:")
+
+
+def test_write_profile_validates_before_writing(tmp_path):
+    path = tmp_path / "p.csv"
+    rows = _rows()
+    rows[3]["median_ms"] = -2.0
+    with pytest.raises(ValueError, match=f"{path}:6: negative latency"):
+        write_profile(path, rows, ["a comment"])
+    with pytest.raises(ValueError, match="unknown column"):
+        write_profile(path, [{**_rows()[0], "gpu": "x"}], [])
+    assert not path.exists()
