@@ -149,8 +149,78 @@ class Scheduler(ABC):
         by_tokens = max(1, view.max_batch_tokens // max(1, seq_len))
         return max(1, min(view.max_batch, by_tokens))
 
+    def fit_count(
+        self, task: str, view: InstanceView, rows: int = 0, seq_len: int = 0
+    ) -> tuple[int, int]:
+        """How many of ``task``'s queued requests, taken in FIFO order, can join a batch that
+        already holds ``rows`` rows of padded length ``seq_len``.
+
+        Returns ``(count, new padded length)``. Every added row re-checks the cap at the new
+        padded length, so ``rows * max_len <= max_batch_tokens`` and ``rows <= max_batch``
+        hold for the grown batch; it stops at the first request that does not fit (requests of
+        one task never overtake each other). An empty batch always accepts one request.
+        """
+        n = 0
+        for r in self.queues[task]:
+            new_len = max(seq_len, r.input_len)
+            if rows + n + 1 > self.batch_cap(view, new_len):
+                break
+            n += 1
+            seq_len = new_len
+        return n, seq_len
+
     def __len__(self) -> int:
         return len(self.queues)
+
+
+class FairCounters:
+    """Per-task normalized-service counters with the VTC lift; shared by ``vtc`` and ``bfq``.
+
+    ``value[t]`` is the service task ``t`` has received divided by its weight (tokens for vtc,
+    backbone seconds for bfq). Counters only grow. When a task goes from idle to backlogged it
+    is lifted (:meth:`lift`) to at least :meth:`floor`: the lowest counter of the *other*
+    backlogged tasks, or, when no other task is backlogged, the counter of the task that went
+    idle last (Sheng et al., OSDI'24, Algorithm 2). So a task that stayed idle cannot bank
+    credit and return to monopolise the backbone. A task added (or re-added) starts at the
+    floor too.
+    """
+
+    def __init__(self) -> None:
+        self.value: dict[str, float] = {}
+        self._last_idle: str | None = None  # task that went idle most recently
+        self._last_idle_value = 0.0  # its counter, kept when that task is removed
+
+    def floor(self, others: list[str]) -> float:
+        """Lowest counter among ``others`` (backlogged tasks), else the last-idle counter."""
+        vals = [self.value[t] for t in others if t in self.value]
+        if vals:
+            return min(vals)
+        if self._last_idle is not None and self._last_idle in self.value:
+            return self.value[self._last_idle]
+        return self._last_idle_value
+
+    def add(self, task: str, backlogged: list[str]) -> None:
+        """Start ``task`` at the floor; a task already known keeps its counter (no reset)."""
+        if task not in self.value:
+            self.value[task] = self.floor([t for t in backlogged if t != task])
+
+    def remove(self, task: str) -> None:
+        if task == self._last_idle:
+            self._last_idle_value = self.value.get(task, self._last_idle_value)
+            self._last_idle = None
+        self.value.pop(task, None)
+
+    def lift(self, task: str, others: list[str]) -> None:
+        """``task`` became backlogged while ``others`` are: no credit from its idle time."""
+        self.value[task] = max(self.value[task], self.floor(others))
+
+    def went_idle(self, task: str) -> None:
+        """``task``'s queue just became empty."""
+        self._last_idle = task
+
+    def charge(self, task: str, amount: float) -> None:
+        if task in self.value:
+            self.value[task] += amount
 
 
 def charge_shares(batch: Batch, service_s: float) -> dict[str, float]:
