@@ -3,10 +3,16 @@
 Peak numbers are vendor datasheet values (dense, no sparsity). The efficiency and overhead
 fields (``compute_eff``, ``memory_eff``, ``kernel_launch_us``, ``kernels_per_layer``,
 ``batch_overhead_ms``, ``load_fixed_ms``, ``context_switch_ms``, ``process_memory_gib``) are
-defaults for eager PyTorch serving, chosen to be plausible, not measured: recalibrate them from
-measured profiles (``fmplex-exec profile``) before trusting absolute latencies. In eager mode
-``kernel_launch_us`` stands for the host-side cost of dispatching one operator (Python module
-call + launch), which bounds small-batch latency on fast GPUs.
+plausible defaults, not measurements: recalibrate them from measured profiles
+(``fmplex-exec profile``) before trusting absolute latencies.
+
+GPU host costs assume a production serving runtime (graph-captured or fused kernels, a
+compiled batching loop): about 2-3 us of host time per kernel and 0.1-0.15 ms per batch. An
+eager PyTorch runtime is several times more host-bound (about 8 us per operator and 0.5 ms per
+batch); simulate it with ``latency_model: {roofline: {kernel_launch_us: 8,
+batch_overhead_ms: 0.5}}`` or, better, with a measured profile. The CPU entry models the eager
+harness that FMplex measures on CPU. ``kernel_launch_us`` is the host-side cost of dispatching
+one operator, which bounds small-batch latency on fast GPUs.
 
 ``DEVICES`` is built once at import and is read-only (a ``MappingProxyType``).
 """
@@ -25,8 +31,8 @@ _CALIBRATE = (
 _ENTRIES: tuple[DeviceSpec, ...] = (
     DeviceSpec(
         name="H100-80GB", kind="gpu", memory_gib=80.0, peak_tflops=989.0, mem_bw_gbps=3350.0,
-        h2d_gbps=50.0, dtype_bytes=2, compute_eff=0.55, memory_eff=0.80, kernel_launch_us=8.0,
-        kernels_per_layer=12, batch_overhead_ms=0.5, load_fixed_ms=50.0,
+        h2d_gbps=50.0, dtype_bytes=2, compute_eff=0.55, memory_eff=0.80, kernel_launch_us=2.0,
+        kernels_per_layer=12, batch_overhead_ms=0.1, load_fixed_ms=50.0,
         extension_load_fixed_ms=5.0, context_switch_ms=0.3, process_memory_gib=0.5,
         max_slices=7,
         note="H100 SXM5: 989 TFLOPS dense bf16, 3.35 TB/s HBM3, PCIe Gen5 host link "
@@ -34,8 +40,8 @@ _ENTRIES: tuple[DeviceSpec, ...] = (
     ),
     DeviceSpec(
         name="H200-141GB", kind="gpu", memory_gib=140.0, peak_tflops=989.0, mem_bw_gbps=4800.0,
-        h2d_gbps=50.0, dtype_bytes=2, compute_eff=0.55, memory_eff=0.80, kernel_launch_us=8.0,
-        kernels_per_layer=12, batch_overhead_ms=0.5, load_fixed_ms=50.0,
+        h2d_gbps=50.0, dtype_bytes=2, compute_eff=0.55, memory_eff=0.80, kernel_launch_us=2.0,
+        kernels_per_layer=12, batch_overhead_ms=0.1, load_fixed_ms=50.0,
         extension_load_fixed_ms=5.0, context_switch_ms=0.3, process_memory_gib=0.5,
         max_slices=7,
         note="H200 SXM: H100 compute with 141 GB HBM3e (~140 GiB visible) at 4.8 TB/s, "
@@ -43,8 +49,8 @@ _ENTRIES: tuple[DeviceSpec, ...] = (
     ),
     DeviceSpec(
         name="A100-80GB", kind="gpu", memory_gib=80.0, peak_tflops=312.0, mem_bw_gbps=2039.0,
-        h2d_gbps=25.0, dtype_bytes=2, compute_eff=0.65, memory_eff=0.80, kernel_launch_us=10.0,
-        kernels_per_layer=12, batch_overhead_ms=0.6, load_fixed_ms=60.0,
+        h2d_gbps=25.0, dtype_bytes=2, compute_eff=0.65, memory_eff=0.80, kernel_launch_us=3.0,
+        kernels_per_layer=12, batch_overhead_ms=0.15, load_fixed_ms=60.0,
         extension_load_fixed_ms=5.0, context_switch_ms=0.3, process_memory_gib=0.5,
         max_slices=7,
         note="A100 SXM4 80GB: 312 TFLOPS dense bf16, 2.04 TB/s HBM2e, PCIe Gen4 host link "
@@ -52,8 +58,8 @@ _ENTRIES: tuple[DeviceSpec, ...] = (
     ),
     DeviceSpec(
         name="L4-24GB", kind="gpu", memory_gib=24.0, peak_tflops=121.0, mem_bw_gbps=300.0,
-        h2d_gbps=25.0, dtype_bytes=2, compute_eff=0.50, memory_eff=0.75, kernel_launch_us=10.0,
-        kernels_per_layer=12, batch_overhead_ms=0.7, load_fixed_ms=60.0,
+        h2d_gbps=25.0, dtype_bytes=2, compute_eff=0.50, memory_eff=0.75, kernel_launch_us=3.0,
+        kernels_per_layer=12, batch_overhead_ms=0.15, load_fixed_ms=60.0,
         extension_load_fixed_ms=5.0, context_switch_ms=0.3, process_memory_gib=0.5,
         max_slices=1,
         note="L4: 121 TFLOPS dense fp16 (242 with sparsity), 300 GB/s GDDR6, 72 W so clocks "

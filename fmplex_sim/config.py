@@ -1,0 +1,436 @@
+"""Run configuration: YAML file -> overrides -> typed, validated :class:`RunConfig`.
+
+Every error names the file, the key path (``tasks[3].arrival.cv``) and what is wrong, as an
+:class:`~fmplex_sim.errors.InputError`. Unknown keys are errors too, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fmplex_sim.catalog import BACKBONES, DEVICES
+from fmplex_sim.errors import InputError
+from fmplex_sim.specs import ArrivalSpec, ClusterSpec, ExtensionSpec, TaskSpec
+
+SYSTEM_PRESETS: dict[str, dict[str, Any]] = {
+    "spatial": {"placement": "spatial", "scheduler": "fifo"},
+    "colocate": {"placement": "colocate", "scheduler": "fifo"},
+    "fmplex": {"placement": "fmplex", "scheduler": "bfq"},
+}
+PLACEMENTS = ("spatial", "colocate", "fmplex")
+SCHEDULER_NAMES = ("fifo", "rr", "wfq", "vtc", "bfq")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """A system: a placement plus a scheduler, with their knobs."""
+
+    name: str = "fmplex"  # label in results ("fmplex", "spatial", or a custom name)
+    placement: str = "fmplex"  # spatial | colocate | fmplex
+    scheduler: str = "bfq"  # fifo | rr | wfq | vtc | bfq
+    max_batch: int = 32  # most requests in one batch
+    max_wait_ms: float = 0.0  # bounded wait to grow a batch (bfq)
+    cross_task: bool | None = None  # allow batches that mix tasks (None: scheduler default)
+    slices_per_gpu: int = 7  # spatial: partitions per GPU
+    context_switch_ms: float | None = None  # colocate: switch cost (None: device default)
+    target_util: float = 0.7  # fmplex: add a backbone replica past this predicted utilization
+    on_task_end: str = "drain"  # drain | reject: fate of queued requests at a task's end_s
+    pipeline_depth: int = 2  # batches in flight per instance: host prep overlaps device work
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return d
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Which latency model to use."""
+
+    kind: str = "roofline"  # roofline | profile
+    path: str = ""  # profile: CSV file (resolved path)
+    options: tuple[tuple[str, float | str], ...] = ()  # roofline: overrides (efficiencies, lora_kernel)
+
+    def to_dict(self) -> Any:
+        if self.kind == "profile":
+            return {"profile": self.path}
+        if self.options:
+            return {"roofline": dict(self.options)}
+        return "roofline"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; saved next to its results as ``config.yaml``."""
+
+    seed: int = 0  # seeds every random stream of the run
+    duration_s: float = 60.0  # requests arrive in [0, duration_s)
+    drain_s: float = 30.0  # simulated time after duration_s to finish queued work
+    cluster: ClusterSpec = field(default_factory=lambda: ClusterSpec("H100-80GB", 1))
+    latency_model: LatencyConfig = field(default_factory=LatencyConfig)
+    system: SystemConfig = field(default_factory=SystemConfig)
+    tasks: tuple[TaskSpec, ...] = ()
+    source: str = "<config>"  # file the config came from, for error messages
+
+    def to_dict(self) -> dict:
+        return {
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "drain_s": self.drain_s,
+            "cluster": {"device": self.cluster.device, "gpus": self.cluster.gpus},
+            "latency_model": self.latency_model.to_dict(),
+            "system": self.system.to_dict(),
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
+
+    def with_system(self, name: str) -> "RunConfig":
+        """The same config under system ``name``, keeping this config's system knobs.
+
+        ``name`` is a preset (``spatial``, ``colocate``, ``fmplex``) or ``PLACEMENT-SCHEDULER``
+        (for example ``fmplex-wfq``). Raises InputError for anything else.
+        """
+        if name in SYSTEM_PRESETS:
+            parts = SYSTEM_PRESETS[name]
+        else:
+            placement, _, scheduler = name.partition("-")
+            if placement not in PLACEMENTS or scheduler not in SCHEDULER_NAMES:
+                raise InputError(
+                    "--systems", name,
+                    f"unknown system (use {', '.join(SYSTEM_PRESETS)} or PLACEMENT-SCHEDULER, "
+                    f"e.g. fmplex-wfq)",
+                )
+            parts = {"placement": placement, "scheduler": scheduler}
+        return replace(self, system=replace(self.system, name=name, **parts))
+
+
+# ----------------------------------------------------------------------------- loading
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read ``path``, apply ``key=value`` overrides, validate. Raises InputError."""
+    p = Path(path)
+    src = str(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise InputError(src, "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(src, "", f"cannot read: {e.__class__.__name__}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise InputError(src, where, f"invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(src, "", f"must be a mapping of keys, got {_kind(raw)}")
+    for item in overrides:
+        apply_override(raw, item)
+    return parse_config(raw, src, base_dir=p.parent)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``--set key.path=value`` (value parsed as YAML) to ``raw`` in place."""
+    if "=" not in item:
+        raise InputError("--set", item, "expected key=value")
+    key, value = item.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        raise InputError("--set", key, f"value {value!r} is not valid YAML") from None
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
+    if not parts or "".join(parts).replace("[", ".[") == "":
+        raise InputError("--set", key, "empty key")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part.startswith("["):
+            idx = int(part[1:-1])
+            if not isinstance(node, list) or idx >= len(node):
+                raise InputError("--set", key, f"no list element {part}")
+            if last:
+                node[idx] = parsed
+            else:
+                node = node[idx]
+        else:
+            if not isinstance(node, dict):
+                raise InputError("--set", key, f"{part!r} is not inside a mapping")
+            if last:
+                node[part] = parsed
+            else:
+                nxt = node.get(part)
+                if not isinstance(nxt, (dict, list)):
+                    # e.g. --set system.max_batch=8 when system is a preset name
+                    nxt = {"name": nxt} if isinstance(nxt, str) and part == "system" else {}
+                    node[part] = nxt
+                node = nxt
+
+
+class _Ctx:
+    def __init__(self, source: str, base_dir: Path | None = None) -> None:
+        self.source = source
+        self.base_dir = base_dir
+
+    def err(self, where: str, problem: str) -> InputError:
+        return InputError(self.source, where, problem)
+
+
+def parse_config(raw: dict, source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
+    """Validate a raw mapping into a RunConfig. Raises InputError naming the key path."""
+    c = _Ctx(source, base_dir)
+    _known(raw, c, "", {"seed", "duration_s", "drain_s", "cluster", "latency_model", "system", "tasks"})
+    seed = _int(raw.get("seed", 0), c, "seed", lo=0)
+    duration = _num(raw.get("duration_s", 60.0), c, "duration_s", positive=True)
+    drain = _num(raw.get("drain_s", 30.0), c, "drain_s", lo=0.0)
+    cluster = _cluster(raw.get("cluster", {}), c)
+    latency = _latency(raw.get("latency_model", "roofline"), c)
+    system = _system(raw.get("system", "fmplex"), c, "system")
+    tasks_raw = raw.get("tasks")
+    if not isinstance(tasks_raw, list) or not tasks_raw:
+        raise c.err("tasks", "must be a non-empty list of tasks")
+    tasks = tuple(_task(t, c, f"tasks[{i}]") for i, t in enumerate(tasks_raw))
+    seen: dict[str, int] = {}
+    for i, t in enumerate(tasks):
+        if t.name in seen:
+            raise c.err(f"tasks[{i}].name", f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])")
+        seen[t.name] = i
+    return RunConfig(seed, duration, drain, cluster, latency, system, tasks, source)
+
+
+# ----------------------------------------------------------------------------- sections
+def _cluster(v: Any, c: _Ctx) -> ClusterSpec:
+    if not isinstance(v, dict):
+        raise c.err("cluster", f"must be a mapping like {{device: H100-80GB, gpus: 2}}, got {_kind(v)}")
+    _known(v, c, "cluster", {"device", "gpus"})
+    device = v.get("device", "H100-80GB")
+    if not isinstance(device, str) or device not in DEVICES:
+        raise c.err("cluster.device", f"unknown device {device!r} (known: {', '.join(DEVICES)})")
+    gpus = _int(v.get("gpus", 1), c, "cluster.gpus", lo=1)
+    return ClusterSpec(device, gpus)
+
+
+def _latency(v: Any, c: _Ctx) -> LatencyConfig:
+    if v == "roofline":
+        return LatencyConfig()
+    if isinstance(v, dict) and len(v) == 1 and "profile" in v:
+        p = v["profile"]
+        if not isinstance(p, str) or not p:
+            raise c.err("latency_model.profile", "must be a path to a profile CSV")
+        path = Path(p)
+        if not path.is_absolute() and c.base_dir is not None and not path.exists():
+            if (c.base_dir / path).exists():
+                path = c.base_dir / path
+        if not path.exists():
+            raise c.err("latency_model.profile", f"no such file {p!r}")
+        return LatencyConfig("profile", str(path))
+    if isinstance(v, dict) and len(v) == 1 and "roofline" in v:
+        opts = v["roofline"] or {}
+        if not isinstance(opts, dict):
+            raise c.err("latency_model.roofline", "must be a mapping of efficiency overrides")
+        allowed = {"compute_eff", "memory_eff", "kernel_launch_us", "batch_overhead_ms", "lora_kernel"}
+        _known(opts, c, "latency_model.roofline", allowed)
+        vals = []
+        for k in sorted(opts):
+            if k == "lora_kernel":
+                if opts[k] not in ("auto", "segmented", "loop"):
+                    raise c.err("latency_model.roofline.lora_kernel",
+                                f"must be auto, segmented or loop, got {opts[k]!r}")
+                vals.append((k, opts[k]))
+            else:
+                x = _num(opts[k], c, f"latency_model.roofline.{k}", lo=0.0)
+                if k.endswith("_eff") and not 0 < x <= 1:
+                    raise c.err(f"latency_model.roofline.{k}", f"must be in (0, 1], got {x}")
+                vals.append((k, x))
+        vals = tuple(vals)
+        return LatencyConfig("roofline", "", vals)
+    raise c.err("latency_model", f"must be 'roofline' or {{profile: PATH}}, got {v!r}")
+
+
+def _system(v: Any, c: _Ctx, where: str) -> SystemConfig:
+    if isinstance(v, str):
+        if v not in SYSTEM_PRESETS:
+            raise c.err(where, f"unknown system {v!r} (known: {', '.join(SYSTEM_PRESETS)})")
+        return SystemConfig(name=v, **SYSTEM_PRESETS[v])
+    if not isinstance(v, dict):
+        raise c.err(where, f"must be a system name or a mapping, got {_kind(v)}")
+    _known(v, c, where, set(SystemConfig.__dataclass_fields__))
+    base: dict[str, Any] = {}
+    name = v.get("name")
+    if name is not None:
+        if not isinstance(name, str) or not name:
+            raise c.err(f"{where}.name", "must be a non-empty string")
+        base = dict(SYSTEM_PRESETS.get(name, {}))
+    placement = v.get("placement", base.get("placement", "fmplex"))
+    if placement not in PLACEMENTS:
+        raise c.err(f"{where}.placement", f"unknown placement {placement!r} (known: {', '.join(PLACEMENTS)})")
+    scheduler = v.get("scheduler", base.get("scheduler", SYSTEM_PRESETS[placement]["scheduler"]))
+    if scheduler not in SCHEDULER_NAMES:
+        raise c.err(f"{where}.scheduler", f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULER_NAMES)})")
+    if name is None:
+        name = placement if scheduler == SYSTEM_PRESETS[placement]["scheduler"] else f"{placement}-{scheduler}"
+    cross = v.get("cross_task")
+    if cross is not None and not isinstance(cross, bool):
+        raise c.err(f"{where}.cross_task", f"must be true or false, got {cross!r}")
+    on_end = v.get("on_task_end", "drain")
+    if on_end not in ("drain", "reject"):
+        raise c.err(f"{where}.on_task_end", f"must be 'drain' or 'reject', got {on_end!r}")
+    cs = v.get("context_switch_ms")
+    target = _num(v.get("target_util", 0.7), c, f"{where}.target_util", positive=True)
+    if target > 1.0:
+        raise c.err(f"{where}.target_util", f"must be in (0, 1], got {target}")
+    return SystemConfig(
+        name=name,
+        placement=placement,
+        scheduler=scheduler,
+        max_batch=_int(v.get("max_batch", 32), c, f"{where}.max_batch", lo=1),
+        max_wait_ms=_num(v.get("max_wait_ms", 0.0), c, f"{where}.max_wait_ms", lo=0.0),
+        cross_task=cross,
+        slices_per_gpu=_int(v.get("slices_per_gpu", 7), c, f"{where}.slices_per_gpu", lo=1),
+        context_switch_ms=None if cs is None else _num(cs, c, f"{where}.context_switch_ms", lo=0.0),
+        target_util=target,
+        on_task_end=on_end,
+        pipeline_depth=_int(v.get("pipeline_depth", 2), c, f"{where}.pipeline_depth", lo=1),
+    )
+
+
+_TASK_KEYS = {
+    "name", "backbone", "extensions", "weight", "slo_ms", "input_len", "output_len",
+    "arrival", "start_s", "end_s", "max_queue_ms",
+}
+
+
+def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
+    if not isinstance(v, dict):
+        raise c.err(where, f"must be a mapping, got {_kind(v)}")
+    _known(v, c, where, _TASK_KEYS)
+    name = v.get("name")
+    if not isinstance(name, str) or not name.strip() or "," in name or "\n" in name:
+        raise c.err(f"{where}.name", f"must be a non-empty name without commas, got {name!r}")
+    bb = v.get("backbone")
+    if not isinstance(bb, str) or bb not in BACKBONES:
+        raise c.err(f"{where}.backbone", f"unknown backbone {bb!r} (see `fmplex-sim catalog`)")
+    exts_raw = v.get("extensions", [])
+    if not isinstance(exts_raw, list):
+        raise c.err(f"{where}.extensions", f"must be a list, got {_kind(exts_raw)}")
+    exts = tuple(_extension(e, c, f"{where}.extensions[{i}]") for i, e in enumerate(exts_raw))
+    kinds = [e.kind for e in exts]
+    for k in set(kinds):
+        if kinds.count(k) > 1:
+            raise c.err(f"{where}.extensions", f"more than one {k!r} extension")
+    start = _num(v.get("start_s", 0.0), c, f"{where}.start_s", lo=0.0)
+    end = v.get("end_s")
+    if end is not None:
+        end = _num(end, c, f"{where}.end_s", lo=0.0)
+        if end <= start:
+            raise c.err(f"{where}.end_s", f"must be after start_s ({start}), got {end}")
+    mq = v.get("max_queue_ms")
+    backbone = BACKBONES[bb]
+    input_len = _int(v.get("input_len", backbone.default_input_len), c, f"{where}.input_len", lo=1)
+    if input_len > backbone.max_positions:
+        raise c.err(f"{where}.input_len", f"{input_len} exceeds {bb}'s {backbone.max_positions} positions")
+    return TaskSpec(
+        name=name,
+        backbone=bb,
+        extensions=exts,
+        weight=_num(v.get("weight", 1.0), c, f"{where}.weight", positive=True),
+        slo_ms=_num(v.get("slo_ms", 100.0), c, f"{where}.slo_ms", positive=True),
+        input_len=input_len,
+        output_len=_int(v.get("output_len", 0), c, f"{where}.output_len", lo=0),
+        arrival=_arrival(v.get("arrival", {}), c, f"{where}.arrival"),
+        start_s=start,
+        end_s=end,
+        max_queue_ms=None if mq is None else _num(mq, c, f"{where}.max_queue_ms", positive=True),
+    )
+
+
+_EXT_KEYS = {
+    "lora": {"kind", "rank", "targets", "alpha", "version"},
+    "prefix": {"kind", "virtual_tokens", "version"},
+    "head": {"kind", "outputs", "version"},
+    "encoder": {"kind", "params", "version"},
+}
+_LORA_TARGETS = {"q", "k", "v", "o", "gate", "up", "down"}
+
+
+def _extension(v: Any, c: _Ctx, where: str) -> ExtensionSpec:
+    if not isinstance(v, dict):
+        raise c.err(where, f"must be a mapping like {{kind: lora, rank: 8}}, got {_kind(v)}")
+    kind = v.get("kind")
+    if kind not in _EXT_KEYS:
+        raise c.err(f"{where}.kind", f"unknown extension {kind!r} (known: {', '.join(_EXT_KEYS)})")
+    _known(v, c, where, _EXT_KEYS[kind])
+    version = _int(v.get("version", 1), c, f"{where}.version", lo=1)
+    if kind == "lora":
+        targets = v.get("targets", ["q", "v"])
+        if not isinstance(targets, list) or not targets or not all(t in _LORA_TARGETS for t in targets):
+            raise c.err(f"{where}.targets", f"must be a list from {sorted(_LORA_TARGETS)}, got {targets!r}")
+        return ExtensionSpec(
+            "lora",
+            rank=_int(v.get("rank", 8), c, f"{where}.rank", lo=1),
+            targets=tuple(targets),
+            alpha=_num(v.get("alpha", 16.0), c, f"{where}.alpha", positive=True),
+            version=version,
+        )
+    if kind == "prefix":
+        vt = _int(v.get("virtual_tokens", 16), c, f"{where}.virtual_tokens", lo=1)
+        return ExtensionSpec("prefix", virtual_tokens=vt, version=version)
+    if kind == "head":
+        return ExtensionSpec("head", outputs=_int(v.get("outputs", 2), c, f"{where}.outputs", lo=1), version=version)
+    return ExtensionSpec("encoder", params=_int(v.get("params", 0), c, f"{where}.params", lo=1), version=version)
+
+
+def _arrival(v: Any, c: _Ctx, where: str) -> ArrivalSpec:
+    if not isinstance(v, dict):
+        raise c.err(where, f"must be a mapping like {{process: poisson, rate_rps: 10}}, got {_kind(v)}")
+    process = v.get("process", "poisson")
+    if process not in ("poisson", "gamma"):
+        raise c.err(f"{where}.process", f"unknown process {process!r} (known: poisson, gamma)")
+    _known(v, c, where, {"process", "rate_rps", "cv"} if process == "gamma" else {"process", "rate_rps"})
+    rate = _num(v.get("rate_rps", 1.0), c, f"{where}.rate_rps", lo=0.0)
+    cv = _num(v.get("cv", 1.0), c, f"{where}.cv", positive=True)
+    return ArrivalSpec(process, rate, cv)
+
+
+# ----------------------------------------------------------------------------- scalars
+def _kind(v: Any) -> str:
+    if v is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"the text {v!r}", bool: f"{v}"}.get(type(v), repr(v))
+
+
+def _known(v: dict, c: _Ctx, where: str, allowed: set[str]) -> None:
+    for k in v:
+        if k not in allowed:
+            path = f"{where}.{k}" if where else str(k)
+            raise c.err(path, f"unknown key (known: {', '.join(sorted(allowed))})")
+
+
+def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise c.err(where, f"must be a number, got {_kind(v)}")
+    x = float(v)
+    if not math.isfinite(x):
+        raise c.err(where, f"must be a finite number, got {v}")
+    if positive and x <= 0:
+        raise c.err(where, f"must be > 0, got {v}")
+    if lo is not None and x < lo:
+        raise c.err(where, f"must be >= {lo:g}, got {v}")
+    return x
+
+
+def _int(v: Any, c: _Ctx, where: str, *, lo: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise c.err(where, f"must be an integer, got {_kind(v)}")
+    if lo is not None and v < lo:
+        raise c.err(where, f"must be >= {lo}, got {v}")
+    return int(v)

@@ -1,0 +1,417 @@
+"""The discrete-event engine: a simpy clock driving placement and scheduling policies.
+
+One process replays the workload's arrivals and routes each request to an instance that
+hosts its task; one process per instance asks its scheduler for the next batch whenever the
+backbone is free and holds it busy for the latency model's service time. Instances that share
+a device (``colocate``, several backbones under ``fmplex``) take turns on it; a turn that
+changes the serving process pays the device's context switch. A lifecycle process deploys and
+retires tasks at their ``start_s``/``end_s``: the placement policy reacts online and the task
+serves once its extensions (and, if new, its backbone copy) are loaded.
+
+The engine owns every counter of a run (batch ids, request records); nothing survives the run.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from fmplex_sim import costs
+from fmplex_sim.catalog import BACKBONES, get_device
+from fmplex_sim.cluster import ClusterCost
+from fmplex_sim.config import RunConfig
+from fmplex_sim.latency import make_latency_model
+from fmplex_sim.latency.base import InstanceCost, LatencyModel
+from fmplex_sim.policies.placement import InstancePlan, Placement, make_placement
+from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
+from fmplex_sim.records import Request, Wait
+from fmplex_sim.specs import TaskSpec
+from fmplex_sim.workload import Workload
+
+# Task states.
+_WAITING, _LOADING, _READY, _ENDED, _UNPLACED = range(5)
+
+
+@dataclass
+class RunResult:
+    """Raw outcome of one run, turned into records and a summary by :mod:`fmplex_sim.metrics`."""
+
+    config: RunConfig
+    workload: Workload
+    latency: LatencyModel
+    placement: Placement  # placement at the start of the run
+    instances: list[str]  # instance ids, indexed by ``instance``
+    start_s: np.ndarray  # per request; nan if it never ran
+    finish_s: np.ndarray  # per request; nan if it never finished
+    batch_id: np.ndarray  # per request; -1 if it never ran
+    instance: np.ndarray  # per request; index into ``instances``, -1 if none
+    reason: list[str]  # per request; non-empty for rejected requests
+    service_s: dict[str, float]  # backbone seconds charged to each task
+    batches: int  # batches run
+    peak_memory_gib: float  # largest memory footprint over the run
+    peak_gpus: int  # most devices in use at once
+    hosted: set[str] = field(default_factory=set)  # tasks that were placed at some point
+    unplaced: dict[str, str] = field(default_factory=dict)  # task -> reason it fit nowhere
+    wall_s: float = 0.0  # wall-clock seconds the simulation took
+
+
+class _Device:
+    """A device (or slice) that runs one batch at a time, first come first served.
+
+    Served analytically: a batch whose host work ends at ``t`` starts on the device at
+    ``max(t, free_at)`` (plus a context switch when another process ran last) and holds it
+    for its device time, so no simpy resource or extra process is needed.
+    """
+
+    __slots__ = ("free_at", "last", "switch_s")
+
+    def __init__(self, switch_s: float) -> None:
+        self.free_at = 0.0  # when the device finishes the work already given to it
+        self.last: str | None = None  # process that ran the previous batch
+        self.switch_s = switch_s  # cost of handing the device to another process
+
+
+class _Instance:
+    __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "wake", "outstanding",
+                 "inflight", "slot", "last_host")
+
+    def __init__(self, plan, idx, sched, cost, view, device) -> None:
+        self.plan: InstancePlan = plan
+        self.idx: int = idx
+        self.sched = sched
+        self.cost: InstanceCost = cost
+        self.view: InstanceView = view
+        self.device: _Device = device
+        self.wake: simpy.Event | None = None  # set while idle or waiting for arrivals
+        self.outstanding = 0  # queued plus running requests, for routing
+        self.inflight = 0  # batches picked and not yet finished
+        self.slot: simpy.Event | None = None  # set while the pipeline is full
+        self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
+
+
+class Engine:
+    """Simulates one config on one workload. Build, call :meth:`run` once."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        workload: Workload,
+        progress=None,
+        latency: LatencyModel | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.wl = workload
+        self.progress = progress  # callable(sim_time_s) or None
+        self.device = get_device(cfg.cluster.device)
+        # The config names the model; tests may inject one directly.
+        self.latency = make_latency_model(cfg.latency_model) if latency is None else latency
+        sysc = cfg.system
+        self.cost = ClusterCost(self.device, cfg.cluster.gpus, self.latency, sysc.max_batch)
+        self.policy = make_placement(
+            sysc.placement, slices_per_gpu=sysc.slices_per_gpu, target_util=sysc.target_util
+        )
+        self.switch_s = (
+            self.device.context_switch_ms if sysc.context_switch_ms is None else sysc.context_switch_ms
+        ) / 1000.0
+        self.tasks: dict[str, TaskSpec] = {t.name: t for t in cfg.tasks}
+        self.env = simpy.Environment()
+        n = len(workload)
+        self.start = [float("nan")] * n
+        self.finish = [float("nan")] * n
+        self.batch_of = [-1] * n
+        self.inst_of = [-1] * n
+        self.reason = [""] * n
+        self.service = {t: 0.0 for t in self.tasks}
+        self.batches = 0
+        self.instances: list[_Instance] = []
+        self.by_id: dict[str, _Instance] = {}
+        self.devices: dict[int, _Device] = {}
+        self.routes: dict[str, list[_Instance]] = {}
+        self.state: dict[str, int] = {}
+        self.pending: dict[str, list[Request]] = {}
+        self.hosted: set[str] = set()
+        self.unplaced: dict[str, str] = {}
+        self.placement = Placement(self.policy.name)
+        self.peak_mem = 0.0
+        self.peak_gpus = 0
+
+    # ------------------------------------------------------------------ placement
+    def _apply(self, placement: Placement, now: float) -> float:
+        """Adopt ``placement``: create new instances and routes. Returns the load delay of new copies."""
+        delay = 0.0
+        for plan in placement.instances:
+            if plan.id in self.by_id:
+                inst = self.by_id[plan.id]
+                inst.plan = plan
+                continue
+            bb = BACKBONES[plan.backbone]
+            cost = InstanceCost(self.latency, bb, self.device, plan.share)
+            seq = max(self.tasks[t].input_len for t in plan.tasks)
+            seq += max(
+                (e.virtual_tokens for t in plan.tasks for e in self.tasks[t].extensions if e.kind == "prefix"),
+                default=0,
+            )
+            view = InstanceView(
+                max_batch=self.cfg.system.max_batch,
+                max_batch_tokens=self.cfg.system.max_batch * seq,
+                estimate=cost.estimate,
+            )
+            sysc = self.cfg.system
+            sched = make_scheduler(
+                sysc.scheduler, cross_task=sysc.cross_task, max_wait_s=sysc.max_wait_ms / 1000.0
+            )
+            if placement.time_shared:
+                dev = self.devices.setdefault(plan.gpu, _Device(self.switch_s))
+            else:
+                dev = _Device(self.switch_s)  # a slice of its own
+            inst = _Instance(plan, len(self.instances), sched, cost, view, dev)
+            self.instances.append(inst)
+            self.by_id[plan.id] = inst
+            if now > 0:
+                delay = max(delay, self.latency.load_s(bb.weight_bytes(self.device.dtype_bytes), self.device))
+            self.env.process(self._serve(inst))
+        self.placement = placement
+        self.peak_mem = max(self.peak_mem, placement.memory_gib())
+        self.peak_gpus = max(self.peak_gpus, placement.gpus_used())
+        routes = placement.routes()
+        self.routes = {t: [self.by_id[i] for i in ids] for t, ids in routes.items()}
+        for t, why in placement.unplaced:
+            if self.state.get(t) not in (_READY, _LOADING, _ENDED):
+                self.state[t] = _UNPLACED
+                self.unplaced[t] = why
+        return delay
+
+    def _make_ready(self, task: TaskSpec, now: float) -> None:
+        for inst in self.routes.get(task.name, ()):
+            if task.name not in inst.sched.weights:
+                inst.cost.add_task(task)
+                inst.sched.add_task(task.name, task.weight, task.slo_ms / 1000.0)
+        self.state[task.name] = _READY
+        self.hosted.add(task.name)
+        for req in self.pending.pop(task.name, []):
+            self._route(req, now)
+
+    # ------------------------------------------------------------------ processes
+    def _route(self, req: Request, now: float) -> None:
+        insts = self.routes[req.task]
+        inst = insts[0] if len(insts) == 1 else min(insts, key=_load_key)
+        inst.outstanding += 1
+        self.inst_of[req.id] = inst.idx
+        inst.sched.enqueue(req, now)
+        w = inst.wake
+        if w is not None and not w.triggered:
+            w.succeed()
+
+    def _arrivals(self):
+        env = self.env
+        wl = self.wl
+        names = wl.tasks
+        state = self.state
+        timeout = env.timeout
+        route = self._route
+        for rid, (t, k, n_in, n_out) in enumerate(
+            zip(wl.arrival_s.tolist(), wl.task.tolist(), wl.input_len.tolist(), wl.output_len.tolist())
+        ):
+            if t > env.now:
+                yield timeout(t - env.now)
+            name = names[k]
+            req = Request(rid, name, t, n_in, n_out)
+            s = state.get(name, _WAITING)
+            if s == _READY:
+                route(req, t)
+            elif s == _UNPLACED:
+                self.reason[rid] = "unplaced"
+            elif s == _ENDED:
+                self.reason[rid] = "task_ended"
+            else:
+                self.pending.setdefault(name, []).append(req)
+
+    def _serve(self, inst: _Instance):
+        """Pick batches for ``inst`` and run them as a host stage then a device stage.
+
+        The host stage (runtime overhead, kernel launches) runs in the instance's own process;
+        the device stage queues on the device first come first served. Up to
+        ``pipeline_depth`` batches are in flight, so the host prepares the next batch while
+        the device runs the current one. The next batch is picked just in time: when the
+        device is due to be free within one batch's host time, so requests that arrive in the
+        meantime can still join it.
+        """
+        env = self.env
+        sched = inst.sched
+        queues = sched.queues
+        view = inst.view
+        batch_s = inst.cost.batch_s
+        host_s = inst.cost.host_s
+        dev = inst.device
+        depth = self.cfg.system.pipeline_depth
+        process = inst.plan.process
+        complete = self._complete
+        while True:
+            if inst.inflight >= depth:
+                inst.slot = env.event()
+                yield inst.slot
+                inst.slot = None
+            if inst.inflight:
+                ready_at = dev.free_at - inst.last_host
+                if ready_at > env.now:
+                    yield env.timeout(ready_at - env.now)
+                    continue
+            if not queues.total:
+                inst.wake = env.event()
+                yield inst.wake
+                inst.wake = None
+                continue
+            now = env.now
+            decision = sched.schedule(now, view)
+            if decision is None:
+                inst.wake = env.event()
+                yield inst.wake
+                inst.wake = None
+                continue
+            if decision.__class__ is Wait:
+                inst.wake = env.event()
+                yield inst.wake | env.timeout(max(0.0, decision.until_s - now))
+                inst.wake = None
+                continue
+            service_s = batch_s(decision)
+            host = host_s(decision)
+            inst.inflight += 1
+            inst.last_host = host
+            if host > 0:
+                yield env.timeout(host)
+            t = env.now
+            begin = dev.free_at if dev.free_at > t else t
+            if dev.last is not None and dev.last != process:
+                service_s += dev.switch_s
+            dev.last = process
+            end = begin + service_s - host
+            dev.free_at = end
+            done = env.timeout(end - t)
+            done.callbacks.append(partial(complete, inst, decision, now, service_s))
+
+    def _complete(self, inst: _Instance, batch, t0: float, service_s: float, event) -> None:
+        t1 = self.env.now
+        bid = self.batches
+        self.batches = bid + 1
+        start, finish, batch_of, service = self.start, self.finish, self.batch_of, self.service
+        reqs = batch.requests
+        for r in reqs:
+            i = r.id
+            start[i] = t0
+            finish[i] = t1
+            batch_of[i] = bid
+        inst.outstanding -= len(reqs)
+        if len(reqs) == 1:
+            service[reqs[0].task] += service_s
+        else:
+            total = 0
+            work: dict[str, int] = {}
+            for r in reqs:
+                w = r.input_len + r.output_len
+                work[r.task] = work.get(r.task, 0) + w
+                total += w
+            for task, w in work.items():
+                service[task] += service_s * w / total
+        inst.sched.on_batch_done(batch, service_s, t1)
+        inst.inflight -= 1
+        slot = inst.slot
+        if slot is not None and not slot.triggered:
+            slot.succeed()
+
+    def _lifecycle(self):
+        env = self.env
+        events = []
+        for k, t in enumerate(self.cfg.tasks):
+            if t.start_s > 0:
+                events.append((t.start_s, 0, k))
+            if t.end_s is not None and t.end_s < self.cfg.duration_s + self.cfg.drain_s:
+                events.append((t.end_s, 1, k))
+        for when, kind, k in sorted(events):
+            if when > env.now:
+                yield env.timeout(when - env.now)
+            task = self.cfg.tasks[k]
+            if kind == 0:
+                yield from self._deploy(task)
+            else:
+                self._retire(task)
+
+    def _deploy(self, task: TaskSpec):
+        now = self.env.now
+        self.state[task.name] = _LOADING
+        delay = self._apply(self.policy.add(self.placement, task, self.cost), now)
+        if task.name not in self.routes:
+            self.state[task.name] = _UNPLACED
+            for req in self.pending.pop(task.name, []):
+                self.reason[req.id] = "unplaced"
+            return
+        bb = BACKBONES[task.backbone]
+        nbytes = sum(costs.extension_bytes(e, bb, self.device.dtype_bytes) for e in task.extensions)
+        delay += self.latency.extension_load_s(nbytes, self.device)
+        if delay > 0:
+            yield self.env.timeout(delay)
+        if self.state.get(task.name) == _LOADING:
+            self._make_ready(task, self.env.now)
+
+    def _retire(self, task: TaskSpec) -> None:
+        name = task.name
+        prev = self.state.get(name)
+        self.state[name] = _ENDED
+        for req in self.pending.pop(name, []):
+            self.reason[req.id] = "task_ended"
+        if prev not in (_READY, _LOADING):
+            return
+        if self.cfg.system.on_task_end == "reject":
+            for inst in self.routes.get(name, ()):
+                for req in inst.sched.remove_task(name):
+                    self.reason[req.id] = "task_ended"
+                    inst.outstanding -= 1
+        self._apply(self.policy.remove(self.placement, task, self.cost), self.env.now)
+
+    def _ticker(self, horizon: float, step: float):
+        while self.env.now < horizon:
+            yield self.env.timeout(step)
+            self.progress(min(self.env.now, horizon))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RunResult:
+        t_wall = time.perf_counter()
+        cfg = self.cfg
+        initial = [t for t in cfg.tasks if t.start_s <= 0]
+        self._apply(self.policy.plan(initial, self.cost), 0.0)
+        first = self.placement
+        for t in initial:
+            if t.name in self.routes:
+                self._make_ready(t, 0.0)
+        horizon = cfg.duration_s + cfg.drain_s
+        self.env.process(self._arrivals())
+        self.env.process(self._lifecycle())
+        if self.progress is not None:
+            self.env.process(self._ticker(horizon, horizon / 100.0))
+        self.env.run(until=horizon)
+        return RunResult(
+            config=cfg,
+            workload=self.wl,
+            latency=self.latency,
+            placement=first,
+            instances=[i.plan.id for i in self.instances],
+            start_s=np.asarray(self.start, dtype=np.float64),
+            finish_s=np.asarray(self.finish, dtype=np.float64),
+            batch_id=np.asarray(self.batch_of, dtype=np.int64),
+            instance=np.asarray(self.inst_of, dtype=np.int64),
+            reason=self.reason,
+            service_s=self.service,
+            batches=self.batches,
+            peak_memory_gib=self.peak_mem,
+            peak_gpus=self.peak_gpus,
+            hosted=self.hosted,
+            unplaced=self.unplaced,
+            wall_s=time.perf_counter() - t_wall,
+        )
+
+
+def _load_key(inst: _Instance) -> tuple[int, int]:
+    return (inst.outstanding, inst.idx)

@@ -1,0 +1,18 @@
+"""The one exception type for a user's mistake (bad config, trace or request).
+
+CLIs catch :class:`InputError`, print its one-line message to stderr and exit 2; anything
+else is a bug in FMplex and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """A user's input is invalid. ``str(err)`` is one line: ``<file>: <where>: <what is wrong>``."""
+
+    def __init__(self, source: str, where: str, problem: str) -> None:
+        self.source = source  # file (or "--set", "command line") the input came from
+        self.where = where  # key path like "tasks[3].arrival.cv", or "line 12"
+        self.problem = problem  # what is wrong, e.g. "must be > 0, got -1"
+        parts = [p for p in (source, where, problem) if p]
+        super().__init__(": ".join(parts).replace("\n", " "))

@@ -1,0 +1,86 @@
+"""Results folders: written whole or not at all, with provenance beside the numbers.
+
+:func:`results_dir` yields a temporary sibling folder and renames it over the target only
+when the block finishes without an exception, so an interrupted or failed run never leaves a
+half-written results folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+import yaml
+
+_PACKAGES = ("fmplex", "simpy", "numpy", "scipy", "matplotlib", "PyYAML", "torch", "transformers", "peft")
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(seed: int, latency_model: dict, argv: list[str] | None = None) -> dict:
+    """Where a result came from: code version, environment, seed and latency model."""
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": versions,
+        "seed": seed,
+        "latency_model": latency_model,
+        "command": " ".join(argv if argv is not None else sys.argv),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_yaml(path: Path, obj) -> None:
+    path.write_text(yaml.safe_dump(obj, sort_keys=False))
+
+
+@contextlib.contextmanager
+def results_dir(out: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``out`` when the block succeeds."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny configs and a hand-checkable latency model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from fmplex_sim.config import parse_config
+from fmplex_sim.latency.base import LatencyModel
+
+
+class LinearLatency(LatencyModel):
+    """Service time = fixed + per_row * rows, nothing else: timelines can be computed by hand."""
+
+    kind = "linear-test"
+
+    def __init__(
+        self, fixed_s: float = 0.010, per_row_s: float = 0.001, load_s: float = 0.0, host_s: float = 0.0
+    ) -> None:
+        self.fixed_s = fixed_s
+        self.per_row_s = per_row_s
+        self._load_s = load_s
+        self._host_s = host_s  # part of every batch spent on the host (not holding the device)
+
+    @property
+    def source(self) -> str:
+        return "test"
+
+    def backbone_s(self, bb, dev, rows, seq_len, share=1.0):
+        return (self.fixed_s + self.per_row_s * rows) / share
+
+    def decode_step_s(self, bb, dev, rows, ctx_len, share=1.0):
+        return 0.0
+
+    def adapters_s(self, bb, dev, rows, seq_len, n_adapters, rank, share=1.0):
+        return 0.0
+
+    def extension_s(self, ext, bb, dev, rows, seq_len, share=1.0):
+        return 0.0
+
+    def batch_overhead_s(self, dev):
+        return 0.0
+
+    def host_s(self, bb, dev, groups, output_len=0):
+        return self._host_s
+
+    def load_s(self, nbytes, dev):
+        return self._load_s
+
+    def extension_load_s(self, nbytes, dev):
+        return self._load_s
+
+
+BASE = {
+    "seed": 3,
+    "duration_s": 10,
+    "drain_s": 5,
+    "cluster": {"device": "H100-80GB", "gpus": 1},
+    "latency_model": "roofline",
+    "system": "fmplex",
+    "tasks": [
+        {"name": "a", "backbone": "bert-base", "extensions": [{"kind": "lora", "rank": 8}, {"kind": "head", "outputs": 2}],
+         "slo_ms": 100, "input_len": 128, "arrival": {"process": "poisson", "rate_rps": 50}},
+        {"name": "b", "backbone": "bert-base", "extensions": [{"kind": "lora", "rank": 8}, {"kind": "head", "outputs": 3}],
+         "slo_ms": 100, "input_len": 128, "arrival": {"process": "gamma", "rate_rps": 30, "cv": 2}},
+    ],
+}
+
+
+@pytest.fixture
+def base_raw() -> dict:
+    """A fresh copy of a small valid raw config (two tasks on bert-base, one H100)."""
+    return copy.deepcopy(BASE)
+
+
+def make_cfg(raw: dict, **top):
+    raw = copy.deepcopy(raw)
+    raw.update(top)
+    return parse_config(raw, "test.yaml")
+
+
+@pytest.fixture
+def linear():
+    return LinearLatency

@@ -1,0 +1,248 @@
+"""The simpy engine: exact timelines on hand-made scenarios, accounting, lifecycle, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import make_cfg
+from fmplex_sim.run import build_workload, simulate
+from fmplex_sim.workload import from_arrays
+
+
+def _wl(names, arrivals, tasks, input_len=128):
+    n = len(arrivals)
+    return from_arrays(
+        tuple(names),
+        np.array(arrivals, dtype=float),
+        np.array(tasks, dtype=np.int32),
+        np.full(n, input_len, dtype=np.int32),
+        np.zeros(n, dtype=np.int32),
+    )
+
+
+def _timeline(out):
+    r = out.records
+    return [
+        (i, round(float(r.start_s[i]), 6), round(float(r.finish_s[i]), 6), int(r.batch_id[i]))
+        for i in range(len(r.task))
+    ]
+
+
+@pytest.fixture
+def slow_raw(base_raw):
+    # Low configured rates: placement gives every replica the smallest slice.
+    for t in base_raw["tasks"]:
+        t["arrival"] = {"process": "poisson", "rate_rps": 1}
+    return base_raw
+
+
+# Four requests: a at 0, b at 1 ms, a at 2 ms, b at 3 ms. Service = 10 ms + 1 ms per row.
+ARRIVALS = [0.0, 0.001, 0.002, 0.003]
+TASKS = [0, 1, 0, 1]
+
+
+def test_fmplex_fifo_batches_across_tasks_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "fmplex", "scheduler": "fifo"})
+    out = simulate(cfg, _wl(["a", "b"], ARRIVALS, TASKS), latency=linear())
+    # r0 runs alone (0 -> 11 ms); r1, r2, r3 queue meanwhile and run as one batch (11 -> 24 ms).
+    assert _timeline(out) == [
+        (0, 0.0, 0.011, 0),
+        (1, 0.011, 0.024, 1),
+        (2, 0.011, 0.024, 1),
+        (3, 0.011, 0.024, 1),
+    ]
+    assert out.summary["cluster"]["instances"] == 1
+
+
+def test_colocate_time_shares_with_context_switches_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "colocate", "context_switch_ms": 1.0})
+    out = simulate(cfg, _wl(["a", "b"], ARRIVALS, TASKS), latency=linear())
+    # Two replicas on one device, each batching only its own task. A batch starts when its
+    # replica picks it; b's replica picks r1 at 1 ms and waits for the device until 11 ms;
+    # every change of process costs 1 ms.
+    assert _timeline(out) == [
+        (0, 0.0, 0.011, 0),
+        (1, 0.001, 0.023, 1),
+        (2, 0.011, 0.035, 2),
+        (3, 0.023, 0.047, 3),
+    ]
+    assert out.summary["cluster"]["instances"] == 2
+
+
+def test_colocated_processes_overlap_host_work_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "colocate", "context_switch_ms": 1.0})
+    out = simulate(cfg, _wl(["a", "b"], [0.0, 0.0], [0, 1]), latency=linear(host_s=0.004))
+    # Both replicas spend their 4 ms of host work at once; the device then runs a's 7 ms of
+    # device work (0.004 -> 0.011) and b's after a 1 ms switch (0.011 -> 0.019).
+    assert _timeline(out) == [(0, 0.0, 0.011, 0), (1, 0.0, 0.019, 1)]
+
+
+def test_spatial_slices_run_in_parallel_at_slice_speed_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system="spatial")
+    out = simulate(cfg, _wl(["a", "b"], ARRIVALS, TASKS), latency=linear())
+    # Each replica owns 1/7 of the device: a one-row batch takes 7 x 11 ms = 77 ms.
+    assert _timeline(out) == [
+        (0, 0.0, 0.077, 0),
+        (1, 0.001, 0.078, 1),
+        (2, 0.077, 0.154, 2),
+        (3, 0.078, 0.155, 3),
+    ]
+    shares = {i["share"] for i in out.result.placement.to_dict()["instances"]}
+    assert shares == {round(1 / 7, 6)}
+
+
+def test_requests_csv_columns_and_empty_times_for_unrun(tmp_path, base_raw):
+    from fmplex_sim.run import write_run
+
+    base_raw["cluster"]["gpus"] = 1
+    base_raw["tasks"].append({"name": "huge", "backbone": "bert-base", "slo_ms": 100,
+                              "arrival": {"process": "poisson", "rate_rps": 5}})
+    # Two slices, three tasks: the third finds no slice.
+    cfg = make_cfg(base_raw, system={"placement": "spatial", "slices_per_gpu": 2}, duration_s=2)
+    out = simulate(cfg)
+    write_run(tmp_path, cfg, out)
+    lines = (tmp_path / "requests.csv").read_text().splitlines()
+    assert lines[0].split(",")[:9] == [
+        "request_id", "task", "arrival_s", "start_s", "finish_s", "latency_ms",
+        "batch_id", "instance", "status",
+    ]
+    rejected = [l.split(",") for l in lines[1:] if ",rejected," in l]
+    assert rejected, "the task too big for a slice must be rejected, not dropped"
+    assert all(r[3] == "" and r[4] == "" and r[5] == "" and r[9] == "unplaced" for r in rejected)
+    s = out.summary
+    assert s["cluster"]["tasks_unplaced"] == 1
+    assert s["per_task"]["huge"]["rejected"] == s["per_task"]["huge"]["arrived"] > 0
+    for name in ("placement.json", "summary.json", "config.yaml", "provenance.json"):
+        assert (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("system", ["spatial", "colocate", "fmplex"])
+def test_accounting_holds_per_task_and_overall(base_raw, system):
+    base_raw["drain_s"] = 0  # leave work unfinished on purpose
+    base_raw["tasks"][0]["arrival"]["rate_rps"] = 20000  # overload
+    out = simulate(make_cfg(base_raw, system=system, duration_s=2))
+    s = out.summary
+    req = s["requests"]
+    assert req["arrived"] == req["completed"] + req["rejected"] + req["unfinished"]
+    assert req["unfinished"] > 0
+    for t in s["per_task"].values():
+        assert t["arrived"] == t["completed"] + t["rejected"] + t["unfinished"]
+
+
+def test_same_seed_byte_identical_requests_csv_different_seed_differs(tmp_path, base_raw):
+    from fmplex_sim.run import write_run
+
+    paths = []
+    for k, seed in enumerate([5, 5, 6]):
+        cfg = make_cfg(base_raw, seed=seed)
+        d = tmp_path / f"r{k}"
+        write_run(d, cfg, simulate(cfg))
+        paths.append((d / "requests.csv").read_bytes())
+    assert paths[0] == paths[1]
+    assert paths[0] != paths[2]
+
+
+def test_fmplex_beats_colocate_beats_spatial_at_moderate_load(base_raw):
+    raw = base_raw
+    raw["cluster"]["gpus"] = 2
+    raw["tasks"] = [
+        {"name": f"t{k}", "backbone": bb, "slo_ms": 80,
+         "extensions": [{"kind": "lora", "rank": 8}, {"kind": "head", "outputs": 4}],
+         "arrival": {"process": "poisson", "rate_rps": 60}}
+        for k, bb in enumerate(["bert-base"] * 5 + ["vit-base"] * 4)
+    ]
+    cfg = make_cfg(raw, duration_s=20)
+    wl = build_workload(cfg)
+    res = {s: simulate(cfg.with_system(s), wl).summary for s in ("spatial", "colocate", "fmplex")}
+    for key in ("mean", "p99"):
+        f, c, s = (res[x]["latency_ms"][key] for x in ("fmplex", "colocate", "spatial"))
+        assert f < c < s, (key, f, c, s)
+    assert res["fmplex"]["cluster"]["memory_gib"] < res["colocate"]["cluster"]["memory_gib"]
+
+
+def test_task_deployed_mid_run_pays_load_and_is_served(base_raw, linear):
+    base_raw["tasks"].append({"name": "late", "backbone": "vit-base", "slo_ms": 100, "start_s": 4,
+                              "arrival": {"process": "poisson", "rate_rps": 20}})
+    cfg = make_cfg(base_raw)
+    out = simulate(cfg, latency=linear(load_s=0.5))
+    r = out.records
+    k = r.tasks.index("late")
+    mine = r.task == k
+    assert mine.sum() > 0
+    assert r.arrival_s[mine].min() >= 4.0
+    # A new backbone copy and the extensions load before the first request of the task starts.
+    assert np.nanmin(r.start_s[mine]) >= 4.0 + 0.5 + 0.5 - 1e-9
+    assert out.summary["per_task"]["late"]["completed"] == mine.sum()
+
+
+@pytest.mark.parametrize("mode,status", [("drain", "completed"), ("reject", "rejected")])
+def test_task_end_drains_or_rejects_queued_requests(base_raw, linear, mode, status):
+    base_raw["tasks"][0]["end_s"] = 5
+    base_raw["tasks"][0]["arrival"]["rate_rps"] = 400  # capacity below is 250 rps: a queue builds
+    cfg = make_cfg(base_raw, system={"placement": "fmplex", "scheduler": "fifo", "on_task_end": mode,
+                                     "max_batch": 2})
+    out = simulate(cfg, latency=linear(fixed_s=0.008, per_row_s=0.0))
+    pt = out.summary["per_task"]["a"]
+    r = out.records
+    a = r.task == r.tasks.index("a")
+    assert r.arrival_s[a].max() < 5.0
+    if mode == "drain":
+        assert pt["rejected"] == 0 and pt["completed"] == pt["arrived"]
+        assert np.nanmax(r.finish_s[a]) > 5.0  # served after end_s
+    else:
+        assert pt["rejected"] > 0
+        assert set(np.asarray(r.reason, dtype=object)[a & ~np.isfinite(r.finish_s)]) == {"task_ended"}
+        assert not np.any(r.start_s[a] > 5.0)
+
+
+def test_flooding_task_cannot_take_more_than_its_weighted_share_under_bfq(base_raw, linear):
+    base_raw["tasks"] = [
+        {"name": n, "backbone": "bert-base", "slo_ms": 1000, "weight": 1,
+         "arrival": {"process": "poisson", "rate_rps": r}}
+        for n, r in [("flood", 4000), ("n1", 400), ("n2", 400), ("n3", 400)]
+    ]
+    # Capacity: 4 ms per batch of 4 rows = 1000 rows/s. The flood offers 16x its fair share
+    # of 250 rows/s, each neighbour 1.6x: all four stay backlogged.
+    cfg = make_cfg(base_raw, duration_s=10, drain_s=0,
+                   system={"placement": "fmplex", "scheduler": "bfq", "max_batch": 4})
+    s = simulate(cfg, latency=linear(fixed_s=0.004, per_row_s=0.0)).summary
+    service = {t: s["per_task"][t]["service_s"] for t in ("flood", "n1", "n2", "n3")}
+    total = sum(service.values())
+    for t in ("n1", "n2", "n3"):
+        assert abs(service[t] / total - 0.25) <= 0.025, service
+    assert service["flood"] / total <= 0.25 * 1.1
+    assert s["fairness"]["jain"] is not None and s["fairness"]["jain"] > 0.99
+
+
+def test_fifo_lets_a_flooding_task_starve_neighbours(base_raw, linear):
+    """The contrast to the bfq test: arrival order hands the flood its arrival share."""
+    base_raw["tasks"] = [
+        {"name": n, "backbone": "bert-base", "slo_ms": 1000, "arrival": {"process": "poisson", "rate_rps": r}}
+        for n, r in [("flood", 2000), ("n1", 200), ("n2", 200), ("n3", 200)]
+    ]
+    cfg = make_cfg(base_raw, duration_s=10, drain_s=0,
+                   system={"placement": "fmplex", "scheduler": "fifo", "max_batch": 4})
+    s = simulate(cfg, latency=linear(fixed_s=0.004, per_row_s=0.0)).summary
+    total = sum(s["per_task"][t]["service_s"] for t in s["per_task"])
+    assert s["per_task"]["flood"]["service_s"] / total > 0.6
+
+
+def test_summary_keys(base_raw):
+    s = simulate(make_cfg(base_raw)).summary
+    assert set(s["system"]) >= {"name", "placement", "scheduler"}
+    assert set(s["latency_model"]) == {"kind", "source"}
+    assert s["latency_model"]["kind"] == "roofline"
+    assert set(s["requests"]) == {"arrived", "completed", "rejected", "unfinished"}
+    assert set(s["latency_ms"]) == {"mean", "p50", "p95", "p99"}
+    assert set(s["fairness"]) >= {"jain", "max_normalized_lag_s"}
+    assert set(s["cluster"]) >= {"gpus_used", "tasks_hosted", "tasks_unplaced", "memory_gib"}
+    assert set(s["run"]) == {"wall_s", "sim_requests_per_s"}
+    for t in s["per_task"].values():
+        assert set(t) >= {"arrived", "completed", "rejected", "unfinished", "weight",
+                          "latency_ms", "slo_attainment", "service_s"}
+    assert 0 <= s["slo_attainment"] <= 1
+    assert s["latency_ms"]["p50"] <= s["latency_ms"]["p95"] <= s["latency_ms"]["p99"]
+    assert not math.isnan(s["throughput_rps"])
