@@ -1,13 +1,15 @@
 """``fmplex-sim``: simulate, compare systems, list the catalog.
 
 Exit status: 0 on success, 2 on invalid input (one line on stderr naming the file, the key
-and the problem; no traceback, no half-written results folder).
+and the problem; no traceback, no half-written results folder). ``--out`` must be a new or empty
+folder or one this tool wrote before (it is replaced whole); anything else is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +47,34 @@ def _load(args) -> "RunConfig":  # noqa: F821
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
-    return load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides)
+    _check_out(args.out)
+    return cfg
+
+
+# Files that mark a folder as one this tool wrote (a run or a comparison): only such a folder,
+# or an empty one, is replaced by --out.
+_RESULT_MARKERS = ("provenance.json", "comparison.csv")
+
+
+def _check_out(out: str) -> None:
+    """Refuse an --out that would replace something that is not a previous results folder."""
+    if not out.strip():
+        raise InputError("--out", "", "name a results folder")
+    path = Path(out)
+    target = Path(os.path.abspath(path))
+    cwd = Path.cwd().resolve()
+    if path.name in ("", ".", "..") or target.resolve() == cwd or target.resolve() in cwd.parents:
+        raise InputError("--out", out, "would replace the current folder or one above it; name a new folder")
+    if path.is_symlink():
+        raise InputError("--out", out, "is a symbolic link; name the folder itself")
+    if path.exists():
+        if not path.is_dir():
+            raise InputError("--out", out, "exists and is not a folder")
+        if any(path.iterdir()) and not any((path / m).is_file() for m in _RESULT_MARKERS):
+            raise InputError(
+                "--out", out, "exists and is not a results folder of fmplex-sim; refusing to replace it"
+            )
 
 
 def _simulate(cfg, desc: str):
@@ -64,8 +93,11 @@ def cmd_run(args) -> int:
 
     cfg = _load(args)
     out = _simulate(cfg, cfg.system.name)
-    with results_dir(args.out) as tmp:
-        write_run(tmp, cfg, out)
+    try:
+        with results_dir(args.out) as tmp:
+            write_run(tmp, cfg, out, args.argv)
+    except OSError as e:
+        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
     s = out.summary
     lat = s["latency_ms"]
     print(
@@ -91,22 +123,25 @@ def cmd_compare(args) -> int:
     configs = [cfg.with_system(n) for n in names]  # validates every name before any work
     wl = build_workload(cfg)  # one identical request stream for every system
     rows = []
-    with results_dir(args.out) as tmp:
-        for c in configs:
-            bar, update = _progress_bar(c.duration_s + c.drain_s, c.system.name)
-            try:
-                out = simulate(c, wl, progress=update if not bar.disable else None)
-            finally:
-                bar.close()
-            write_run(tmp / c.system.name, c, out)
-            rows.append(comparison_row(out.summary))
-        write_comparison_csv(tmp / "comparison.csv", rows)
-        write_json(tmp / "comparison.json", rows)
-        plot_comparison(
-            tmp / "comparison.png", rows,
-            title=f"{Path(args.config).name}: {len(cfg.tasks)} tasks, {len(wl)} requests, "
-            f"{cfg.cluster.gpus} x {cfg.cluster.device}",
-        )
+    try:
+        with results_dir(args.out) as tmp:
+            for c in configs:
+                bar, update = _progress_bar(c.duration_s + c.drain_s, c.system.name)
+                try:
+                    out = simulate(c, wl, progress=update if not bar.disable else None)
+                finally:
+                    bar.close()
+                write_run(tmp / c.system.name, c, out, args.argv)
+                rows.append(comparison_row(out.summary))
+            write_comparison_csv(tmp / "comparison.csv", rows)
+            write_json(tmp / "comparison.json", rows)
+            plot_comparison(
+                tmp / "comparison.png", rows,
+                title=f"{Path(args.config).name}: {len(cfg.tasks)} tasks, {len(wl)} requests, "
+                f"{cfg.cluster.gpus} x {cfg.cluster.device}",
+            )
+    except OSError as e:
+        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
     _print_table(rows)
     print(f"table: {Path(args.out) / 'comparison.csv'}")
     print(f"figure: {Path(args.out) / 'comparison.png'}")
@@ -146,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp):
         sp.add_argument("config", help="YAML run configuration")
-        sp.add_argument("--out", required=True, help="results folder (replaced atomically)")
+        sp.add_argument("--out", required=True, help="results folder: new, empty, or an earlier results folder (replaced atomically)")
         sp.add_argument("--seed", type=int, help="override the config's seed")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a config key, e.g. cluster.gpus=4 or tasks[0].weight=2")
@@ -166,7 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the CLI on ``argv`` (default: the process's arguments); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already reported on one line)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    args.argv = [PROG, *argv]  # recorded in provenance.json
     try:
         return args.func(args)
     except InputError as e:

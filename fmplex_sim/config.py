@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from fmplex_sim import costs
 from fmplex_sim.catalog import BACKBONES, DEVICES
 from fmplex_sim.errors import InputError
 from fmplex_sim.specs import ArrivalSpec, ClusterSpec, ExtensionSpec, TaskSpec
@@ -26,6 +27,8 @@ SYSTEM_PRESETS: dict[str, dict[str, Any]] = {
 }
 PLACEMENTS = ("spatial", "colocate", "fmplex")
 SCHEDULER_NAMES = ("fifo", "rr", "wfq", "vtc", "bfq")
+MAX_GPUS = 4096  # guard against a typo allocating per-device state for millions of devices
+MAX_EXPECTED_REQUESTS = 50_000_000  # guard against a rate or duration that cannot fit in memory
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class SystemConfig:
     max_batch: int = 32  # most requests in one batch
     max_wait_ms: float = 0.0  # bounded wait to grow a batch (bfq)
     cross_task: bool | None = None  # allow batches that mix tasks (None: scheduler default)
-    slices_per_gpu: int = 7  # spatial: partitions per GPU
+    slices_per_gpu: int = 7  # spatial: partitions per GPU (default from the config: the device's max_slices)
     context_switch_ms: float | None = None  # colocate: switch cost (None: device default)
     target_util: float = 0.7  # fmplex: add a backbone replica past this predicted utilization
     on_task_end: str = "drain"  # drain | reject: fate of queued requests at a task's end_s
@@ -115,18 +118,18 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     p = Path(path)
     src = str(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(src, "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(src, "", f"cannot read: {e.__class__.__name__}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise InputError(src, where, f"invalid YAML: {problem}") from None
+    except IsADirectoryError:
+        raise InputError(src, "", "is a directory, not a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(src, "", f"not a UTF-8 text file (byte {e.start}); is it binary?") from None
+    except OSError as e:
+        raise InputError(src, "", f"cannot read: {e.strerror or e.__class__.__name__}") from None
+    if "\x00" in text:
+        raise InputError(src, "", "not a text file (contains NUL bytes); is it binary?")
+    raw = _load_yaml(text, src)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -136,25 +139,78 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return parse_config(raw, src, base_dir=p.parent)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (the second would silently win)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {first.line + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(text: str, src: str) -> Any:
+    """Parse YAML text; any syntax problem becomes one InputError naming the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise InputError(src, where, f"invalid YAML: {problem}") from None
+    except RecursionError:
+        raise InputError(src, "", "invalid YAML: nested too deeply") from None
+
+
+_KEY_RE = re.compile(r"[A-Za-z_][\w-]*(?:\[\d+\])*(?:\.[A-Za-z_][\w-]*(?:\[\d+\])*)*")
+
+
 def apply_override(raw: dict, item: str) -> None:
     """Apply one ``--set key.path=value`` (value parsed as YAML) to ``raw`` in place."""
     if "=" not in item:
-        raise InputError("--set", item, "expected key=value")
+        raise InputError("--set", item, "expected key=value, e.g. cluster.gpus=4")
     key, value = item.split("=", 1)
-    try:
-        parsed = yaml.safe_load(value) if value != "" else ""
-    except yaml.YAMLError:
-        raise InputError("--set", key, f"value {value!r} is not valid YAML") from None
+    key = key.strip()
+    if not key:
+        raise InputError("--set", item, "empty key (expected key=value)")
+    if not _KEY_RE.fullmatch(key):
+        raise InputError(
+            "--set", key, "bad key syntax (expected names joined by dots with [N] list indexes, "
+            "e.g. tasks[0].arrival.rate_rps)"
+        )
+    if value == "":
+        parsed: Any = ""
+    else:
+        try:
+            parsed = yaml.load(value, Loader=_UniqueKeyLoader)  # noqa: S506
+        except (yaml.YAMLError, RecursionError):
+            raise InputError("--set", key, f"value {value!r} is not valid YAML") from None
     parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
-    if not parts or "".join(parts).replace("[", ".[") == "":
-        raise InputError("--set", key, "empty key")
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if part.startswith("["):
             idx = int(part[1:-1])
-            if not isinstance(node, list) or idx >= len(node):
-                raise InputError("--set", key, f"no list element {part}")
+            if not isinstance(node, list):
+                raise InputError("--set", key, f"{part} indexes something that is not a list")
+            if idx >= len(node):
+                raise InputError("--set", key, f"no list element {part} (the list has {len(node)})")
             if last:
                 node[idx] = parsed
             else:
@@ -191,17 +247,62 @@ def parse_config(raw: dict, source: str = "<config>", base_dir: Path | None = No
     drain = _num(raw.get("drain_s", 30.0), c, "drain_s", lo=0.0)
     cluster = _cluster(raw.get("cluster", {}), c)
     latency = _latency(raw.get("latency_model", "roofline"), c)
-    system = _system(raw.get("system", "fmplex"), c, "system")
-    tasks_raw = raw.get("tasks")
+    system = _system(raw.get("system", "fmplex"), c, "system", cluster.device)
+    if "tasks" not in raw:
+        raise c.err("tasks", "missing: list at least one task")
+    tasks_raw = raw["tasks"]
     if not isinstance(tasks_raw, list) or not tasks_raw:
-        raise c.err("tasks", "must be a non-empty list of tasks")
+        raise c.err("tasks", f"must be a non-empty list of tasks, got {_kind(tasks_raw)}")
     tasks = tuple(_task(t, c, f"tasks[{i}]") for i, t in enumerate(tasks_raw))
     seen: dict[str, int] = {}
     for i, t in enumerate(tasks):
         if t.name in seen:
             raise c.err(f"tasks[{i}].name", f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])")
         seen[t.name] = i
+    _check_volume(tasks, duration, c)
+    if latency.kind == "profile":
+        _check_profile(latency.path, tasks, cluster.device, c)
     return RunConfig(seed, duration, drain, cluster, latency, system, tasks, source)
+
+
+def _check_volume(tasks: tuple[TaskSpec, ...], duration: float, c: _Ctx) -> None:
+    """Refuse a load whose request stream could not be held in memory."""
+    total = 0.0
+    for i, t in enumerate(tasks):
+        active = max(0.0, min(duration, t.end_s if t.end_s is not None else duration) - t.start_s)
+        n = t.arrival.rate_rps * active
+        if n > MAX_EXPECTED_REQUESTS:
+            raise c.err(
+                f"tasks[{i}].arrival.rate_rps",
+                f"{t.arrival.rate_rps:g} req/s over {active:g} s is about {n:.3g} requests "
+                f"(at most {MAX_EXPECTED_REQUESTS:,} per run); lower rate_rps or duration_s",
+            )
+        total += n
+    if total > MAX_EXPECTED_REQUESTS:
+        raise c.err(
+            "tasks", f"together expect about {total:.3g} requests in duration_s={duration:g} "
+            f"(at most {MAX_EXPECTED_REQUESTS:,} per run); lower rates or duration_s",
+        )
+
+
+def _check_profile(path: str, tasks: tuple[TaskSpec, ...], device: str, c: _Ctx) -> None:
+    """Read the profile now, so a malformed file or a missing backbone fails before any work."""
+    from fmplex_sim.latency.profile import ProfileModel
+
+    try:
+        model = ProfileModel(path)
+    except (ValueError, KeyError) as e:
+        msg = str(e).strip("'\"")
+        raise c.err("latency_model.profile", msg if path in msg else f"{path}: {msg}") from None
+    except OSError as e:
+        raise c.err("latency_model.profile", f"{path}: cannot read: {e.strerror or e}") from None
+    have = {(r.backbone, r.device) for r in model.rows if r.kind == "forward"}
+    for i, t in enumerate(tasks):
+        if (t.backbone, device) not in have:
+            raise c.err(
+                f"tasks[{i}].backbone",
+                f"profile {path} has no forward rows for {t.backbone} on {device}",
+            )
 
 
 # ----------------------------------------------------------------------------- sections
@@ -213,6 +314,8 @@ def _cluster(v: Any, c: _Ctx) -> ClusterSpec:
     if not isinstance(device, str) or device not in DEVICES:
         raise c.err("cluster.device", f"unknown device {device!r} (known: {', '.join(DEVICES)})")
     gpus = _int(v.get("gpus", 1), c, "cluster.gpus", lo=1)
+    if gpus > MAX_GPUS:
+        raise c.err("cluster.gpus", f"must be at most {MAX_GPUS}, got {gpus}")
     return ClusterSpec(device, gpus)
 
 
@@ -229,7 +332,9 @@ def _latency(v: Any, c: _Ctx) -> LatencyConfig:
                 path = c.base_dir / path
         if not path.exists():
             raise c.err("latency_model.profile", f"no such file {p!r}")
-        return LatencyConfig("profile", str(path))
+        if not path.is_file():
+            raise c.err("latency_model.profile", f"{p!r} is not a file")
+        return LatencyConfig("profile", str(path.resolve()))
     if isinstance(v, dict) and len(v) == 1 and "roofline" in v:
         opts = v["roofline"] or {}
         if not isinstance(opts, dict):
@@ -253,11 +358,12 @@ def _latency(v: Any, c: _Ctx) -> LatencyConfig:
     raise c.err("latency_model", f"must be 'roofline' or {{profile: PATH}}, got {v!r}")
 
 
-def _system(v: Any, c: _Ctx, where: str) -> SystemConfig:
+def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemConfig:
+    max_slices = DEVICES[device].max_slices
     if isinstance(v, str):
         if v not in SYSTEM_PRESETS:
             raise c.err(where, f"unknown system {v!r} (known: {', '.join(SYSTEM_PRESETS)})")
-        return SystemConfig(name=v, **SYSTEM_PRESETS[v])
+        return SystemConfig(name=v, slices_per_gpu=max_slices, **SYSTEM_PRESETS[v])
     if not isinstance(v, dict):
         raise c.err(where, f"must be a system name or a mapping, got {_kind(v)}")
     _known(v, c, where, set(SystemConfig.__dataclass_fields__))
@@ -285,6 +391,9 @@ def _system(v: Any, c: _Ctx, where: str) -> SystemConfig:
     target = _num(v.get("target_util", 0.7), c, f"{where}.target_util", positive=True)
     if target > 1.0:
         raise c.err(f"{where}.target_util", f"must be in (0, 1], got {target}")
+    slices = _int(v.get("slices_per_gpu", max_slices), c, f"{where}.slices_per_gpu", lo=1)
+    if slices > max_slices:
+        raise c.err(f"{where}.slices_per_gpu", f"{device} can be cut into at most {max_slices} slice(s), got {slices}")
     return SystemConfig(
         name=name,
         placement=placement,
@@ -292,7 +401,7 @@ def _system(v: Any, c: _Ctx, where: str) -> SystemConfig:
         max_batch=_int(v.get("max_batch", 32), c, f"{where}.max_batch", lo=1),
         max_wait_ms=_num(v.get("max_wait_ms", 0.0), c, f"{where}.max_wait_ms", lo=0.0),
         cross_task=cross,
-        slices_per_gpu=_int(v.get("slices_per_gpu", 7), c, f"{where}.slices_per_gpu", lo=1),
+        slices_per_gpu=slices,
         context_switch_ms=None if cs is None else _num(cs, c, f"{where}.context_switch_ms", lo=0.0),
         target_util=target,
         on_task_end=on_end,
@@ -313,13 +422,17 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
     name = v.get("name")
     if not isinstance(name, str) or not name.strip() or "," in name or "\n" in name:
         raise c.err(f"{where}.name", f"must be a non-empty name without commas, got {name!r}")
+    if "backbone" not in v:
+        raise c.err(f"{where}.backbone", "missing: name the shared backbone (see `fmplex-sim catalog`)")
     bb = v.get("backbone")
     if not isinstance(bb, str) or bb not in BACKBONES:
         raise c.err(f"{where}.backbone", f"unknown backbone {bb!r} (see `fmplex-sim catalog`)")
     exts_raw = v.get("extensions", [])
+    if exts_raw is None:
+        exts_raw = []
     if not isinstance(exts_raw, list):
         raise c.err(f"{where}.extensions", f"must be a list, got {_kind(exts_raw)}")
-    exts = tuple(_extension(e, c, f"{where}.extensions[{i}]") for i, e in enumerate(exts_raw))
+    exts = tuple(_extension(e, c, f"{where}.extensions[{i}]", bb) for i, e in enumerate(exts_raw))
     kinds = [e.kind for e in exts]
     for k in set(kinds):
         if kinds.count(k) > 1:
@@ -335,6 +448,14 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
     input_len = _int(v.get("input_len", backbone.default_input_len), c, f"{where}.input_len", lo=1)
     if input_len > backbone.max_positions:
         raise c.err(f"{where}.input_len", f"{input_len} exceeds {bb}'s {backbone.max_positions} positions")
+    output_len = _int(v.get("output_len", 0), c, f"{where}.output_len", lo=0)
+    if output_len and not backbone.decoder:
+        raise c.err(f"{where}.output_len", f"{bb} is not a decoder and generates no tokens; use 0, got {output_len}")
+    if input_len + output_len > backbone.max_positions:
+        raise c.err(
+            f"{where}.output_len",
+            f"input_len + output_len = {input_len + output_len} exceeds {bb}'s {backbone.max_positions} positions",
+        )
     return TaskSpec(
         name=name,
         backbone=bb,
@@ -342,7 +463,7 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
         weight=_num(v.get("weight", 1.0), c, f"{where}.weight", positive=True),
         slo_ms=_num(v.get("slo_ms", 100.0), c, f"{where}.slo_ms", positive=True),
         input_len=input_len,
-        output_len=_int(v.get("output_len", 0), c, f"{where}.output_len", lo=0),
+        output_len=output_len,
         arrival=_arrival(v.get("arrival", {}), c, f"{where}.arrival"),
         start_s=start,
         end_s=end,
@@ -359,18 +480,27 @@ _EXT_KEYS = {
 _LORA_TARGETS = {"q", "k", "v", "o", "gate", "up", "down"}
 
 
-def _extension(v: Any, c: _Ctx, where: str) -> ExtensionSpec:
+def _extension(v: Any, c: _Ctx, where: str, backbone: str) -> ExtensionSpec:
     if not isinstance(v, dict):
         raise c.err(where, f"must be a mapping like {{kind: lora, rank: 8}}, got {_kind(v)}")
     kind = v.get("kind")
-    if kind not in _EXT_KEYS:
+    if not isinstance(kind, str) or kind not in _EXT_KEYS:
         raise c.err(f"{where}.kind", f"unknown extension {kind!r} (known: {', '.join(_EXT_KEYS)})")
     _known(v, c, where, _EXT_KEYS[kind])
     version = _int(v.get("version", 1), c, f"{where}.version", lo=1)
     if kind == "lora":
         targets = v.get("targets", ["q", "v"])
-        if not isinstance(targets, list) or not targets or not all(t in _LORA_TARGETS for t in targets):
+        if not isinstance(targets, list) or not targets or not all(
+            isinstance(t, str) and t in _LORA_TARGETS for t in targets
+        ):
             raise c.err(f"{where}.targets", f"must be a list from {sorted(_LORA_TARGETS)}, got {targets!r}")
+        if len(set(targets)) != len(targets):
+            raise c.err(f"{where}.targets", f"lists a projection twice: {targets!r}")
+        for t in targets:
+            try:
+                costs.lora_shape(BACKBONES[backbone], t)
+            except ValueError as e:
+                raise c.err(f"{where}.targets", str(e)) from None
         return ExtensionSpec(
             "lora",
             rank=_int(v.get("rank", 8), c, f"{where}.rank", lo=1),

@@ -52,17 +52,26 @@ class Batch:
     @property
     def seq_len(self) -> int:
         """Padded length of the batch: inputs are padded to the longest one."""
-        return max(r.input_len for r in self.requests)
+        reqs = self.requests
+        if len(reqs) == 1:
+            return reqs[0].input_len
+        return max([r.input_len for r in reqs])
 
     @property
     def output_len(self) -> int:
         """Decode steps of the batch: static batching runs until the longest output."""
-        return max(r.output_len for r in self.requests)
+        reqs = self.requests
+        if len(reqs) == 1:
+            return reqs[0].output_len
+        return max([r.output_len for r in reqs])
 
     def task_rows(self) -> dict[str, int]:
         """Rows per task, in first-appearance order."""
+        reqs = self.requests
+        if len(reqs) == 1:
+            return {reqs[0].task: 1}
         rows: dict[str, int] = {}
-        for r in self.requests:
+        for r in reqs:
             rows[r.task] = rows.get(r.task, 0) + 1
         return rows
 

@@ -68,19 +68,33 @@ def write_yaml(path: Path, obj) -> None:
 
 @contextlib.contextmanager
 def results_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out`` when the block succeeds."""
+    """Yield a temporary folder that replaces ``out`` when the block succeeds.
+
+    On any failure (including the final rename) the temporary folder is removed and an
+    existing ``out`` is left as it was.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
+    old = None
     try:
         yield tmp
+        if out.exists() or out.is_symlink():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
     except BaseException:
+        if old is not None and not out.exists():
+            os.replace(old, out)  # put the previous results back
+            old = None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)

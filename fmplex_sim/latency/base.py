@@ -199,31 +199,42 @@ class InstanceCost:
         self.tasks.pop(name, None)
         self._cache.clear()
 
-    def batch_s(self, batch: Batch) -> float:
-        """Service time of ``batch`` on this instance."""
-        rows = batch.task_rows()
-        key = (tuple(rows.items()), batch.seq_len, batch.output_len)
+    def times(self, batch: Batch) -> tuple[float, float]:
+        """``(service_s, host_s)`` of ``batch`` on this instance; host_s <= service_s."""
+        reqs = batch.requests
+        if len(reqs) == 1:
+            r = reqs[0]
+            key = (r.task, 1, r.input_len, r.output_len)
+        else:
+            rows: dict[str, int] = {}
+            seq = out = 0
+            for r in reqs:
+                rows[r.task] = rows.get(r.task, 0) + 1
+                if r.input_len > seq:
+                    seq = r.input_len
+                if r.output_len > out:
+                    out = r.output_len
+            key = (tuple(rows.items()), seq, out)
         t = self._cache.get(key)
         if t is None:
+            rows = batch.task_rows()
             groups = [(self.tasks[name], n) for name, n in rows.items()]
-            t = self.model.batch_s(
+            total = self.model.batch_s(
                 self.bb, self.dev, groups, batch.seq_len, batch.output_len, self.share
             )
+            host = min(total, self.model.host_s(self.bb, self.dev, groups, batch.output_len))
+            t = (total, host)
             if len(self._cache) < 200_000:
                 self._cache[key] = t
         return t
 
+    def batch_s(self, batch: Batch) -> float:
+        """Service time of ``batch`` on this instance."""
+        return self.times(batch)[0]
+
     def host_s(self, batch: Batch) -> float:
         """The host part of ``batch``'s service time (at most the whole of it)."""
-        rows = batch.task_rows()
-        key = ("host", tuple(rows.items()), batch.output_len)
-        t = self._cache.get(key)
-        if t is None:
-            groups = [(self.tasks[name], n) for name, n in rows.items()]
-            t = self.model.host_s(self.bb, self.dev, groups, batch.output_len)
-            if len(self._cache) < 200_000:
-                self._cache[key] = t
-        return min(t, self.batch_s(batch))
+        return self.times(batch)[1]
 
     def estimate(self, rows: int, seq_len: int, n_adapters: int) -> float:
         """Shape-only estimate for schedulers: backbone plus ``n_adapters`` LoRA adapters."""

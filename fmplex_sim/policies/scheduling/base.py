@@ -48,14 +48,22 @@ class TaskQueues:
 
     def __init__(self) -> None:
         self._q: dict[str, deque[Request]] = {}
+        self._rank: dict[str, int] = {}  # task -> order it was added in (tie-breaks)
+        self._added = 0  # tasks ever added, for _rank
+        self._busy: set[str] = set()  # backlogged tasks, kept as queues fill and drain
         self.total = 0  # requests queued over all tasks
 
     def add_task(self, task: str) -> None:
-        self._q.setdefault(task, deque())
+        if task not in self._q:
+            self._q[task] = deque()
+            self._rank[task] = self._added
+            self._added += 1
 
     def remove_task(self, task: str) -> list[Request]:
         """Forget ``task``; return the requests that were still queued for it."""
         q = self._q.pop(task, None)
+        self._rank.pop(task, None)
+        self._busy.discard(task)
         if not q:
             return []
         self.total -= len(q)
@@ -66,14 +74,28 @@ class TaskQueues:
         q = self._q[req.task]
         q.append(req)
         self.total += 1
-        return len(q) == 1
+        if len(q) == 1:
+            self._busy.add(req.task)
+            return True
+        return False
 
     def pop(self, task: str, n: int) -> list[Request]:
         """Remove and return up to ``n`` requests of ``task`` in arrival order."""
         q = self._q[task]
         n = min(n, len(q))
         self.total -= n
-        return [q.popleft() for _ in range(n)]
+        out = [q.popleft()] if n == 1 else [q.popleft() for _ in range(n)]
+        if not q:
+            self._busy.discard(task)
+        return out
+
+    def pop_only(self) -> Request:
+        """Remove and return the one queued request (valid only when ``total == 1``)."""
+        task = next(iter(self._busy))
+        req = self._q[task].popleft()
+        self._busy.clear()
+        self.total = 0
+        return req
 
     def head(self, task: str) -> Request | None:
         q = self._q.get(task)
@@ -87,7 +109,14 @@ class TaskQueues:
 
     def backlogged(self) -> list[str]:
         """Tasks with queued requests, in the order they were added."""
-        return [t for t, q in self._q.items() if q]
+        busy = self._busy
+        if len(busy) <= 1:
+            return list(busy)
+        return sorted(busy, key=self._rank.__getitem__)
+
+    def backlogged_set(self) -> frozenset[str] | set[str]:
+        """Backlogged tasks, unordered (cheaper than :meth:`backlogged`); do not modify."""
+        return self._busy
 
     def tasks(self) -> list[str]:
         return list(self._q)
@@ -129,7 +158,12 @@ class Scheduler(ABC):
     # -- arrivals -------------------------------------------------------------------------
     def enqueue(self, req: Request, now: float) -> None:
         """Queue an arrived request."""
-        if self.queues.push(req):
+        queues = self.queues
+        q = queues._q[req.task]  # TaskQueues.push, inlined: this runs once per request
+        q.append(req)
+        queues.total += 1
+        if len(q) == 1:
+            queues._busy.add(req.task)
             self._on_backlogged(req.task, now)
 
     def _on_backlogged(self, task: str, now: float) -> None:
@@ -190,9 +224,10 @@ class FairCounters:
         self._last_idle: str | None = None  # task that went idle most recently
         self._last_idle_value = 0.0  # its counter, kept when that task is removed
 
-    def floor(self, others: list[str]) -> float:
+    def floor(self, others) -> float:
         """Lowest counter among ``others`` (backlogged tasks), else the last-idle counter."""
-        vals = [self.value[t] for t in others if t in self.value]
+        value = self.value
+        vals = [value[t] for t in others if t in value]
         if vals:
             return min(vals)
         if self._last_idle is not None and self._last_idle in self.value:
@@ -210,9 +245,11 @@ class FairCounters:
             self._last_idle = None
         self.value.pop(task, None)
 
-    def lift(self, task: str, others: list[str]) -> None:
+    def lift(self, task: str, others) -> None:
         """``task`` became backlogged while ``others`` are: no credit from its idle time."""
-        self.value[task] = max(self.value[task], self.floor(others))
+        f = self.floor(others)
+        if f > self.value[task]:
+            self.value[task] = f
 
     def went_idle(self, task: str) -> None:
         """``task``'s queue just became empty."""
@@ -225,6 +262,9 @@ class FairCounters:
 
 def charge_shares(batch: Batch, service_s: float) -> dict[str, float]:
     """Split ``service_s`` over the batch's tasks in proportion to the tokens each caused."""
+    reqs = batch.requests
+    if len(reqs) == 1:
+        return {reqs[0].task: service_s}
     work = batch.task_work()
     total = sum(work.values())
     return {t: service_s * w / total for t, w in work.items()}

@@ -69,37 +69,62 @@ class BfqScheduler(Scheduler):
         return out
 
     def _on_backlogged(self, task: str, now: float) -> None:
-        self._v.lift(task, [t for t in self.queues.backlogged() if t != task])
+        busy = self.queues.backlogged_set()
+        if len(busy) == 1:  # only this task: lift to the last idle counter (FairCounters.floor)
+            v = self._v
+            value = v.value
+            last = v._last_idle
+            f = value[last] if last is not None and last in value else v._last_idle_value
+            if f > value[task]:
+                value[task] = f
+        else:
+            self._v.lift(task, [t for t in busy if t != task])
 
     def schedule(self, now: float, view: InstanceView) -> Decision:
-        backlogged = self.queues.backlogged()
+        queues = self.queues
+        if queues.total == 1 and not self.max_wait_s:
+            # One request queued in all: it is the batch (the leader's head is always taken).
+            req = queues.pop_only()
+            self._v._last_idle = req.task  # FairCounters.went_idle, inlined
+            return Batch((req,), req.task)
+        backlogged = queues.backlogged()
         if not backlogged:
             return None
-        v = self._v.value
-        order = sorted(range(len(backlogged)), key=lambda i: (v[backlogged[i]], i))
-        ranked = [backlogged[i] for i in order]
+        # Stable sort: ties in virtual service keep task add order.
+        ranked = backlogged if len(backlogged) == 1 else sorted(backlogged, key=self._v.value.__getitem__)
         leader = ranked[0]
-        head = self.queues[leader][0]
+        head = queues[leader][0]
         deadline = head.arrival_s + self.slo_s[leader]
         slack = deadline - now
-        slo_bound = slack >= view.estimate(1, head.input_len, 1)
+        est = view.estimate
+        max_batch = view.max_batch
+        max_tokens = view.max_batch_tokens
+        candidates = ranked if self.cross_task else ranked[:1]
+        slo_bound = slack >= est(1, head.input_len, 1)
+        if slo_bound:
+            # The estimate grows with rows, length and tasks: if the largest batch these queues
+            # could form meets the slack, no row needs checking against it.
+            longest = max(r.input_len for t in candidates for r in queues[t])
+            if est(max_batch, longest, len(candidates)) <= slack:
+                slo_bound = False
 
         take: list[tuple[str, int]] = []  # (task, rows taken from it), in fill order
         rows = 0
         seq_len = 0
-        for t in ranked if self.cross_task else ranked[:1]:
-            if rows >= view.max_batch:
+        for t in candidates:
+            if rows >= max_batch:
                 break
             n = 0
-            for r in self.queues[t]:
-                new_len = max(seq_len, r.input_len)
+            k = len(take) + 1  # t joins take only after its rows are counted
+            for r in queues[t]:
+                new_len = seq_len if seq_len >= r.input_len else r.input_len
                 b = rows + 1
-                k = len(take) + 1  # t joins take only after its rows are counted
-                if rows and (
-                    b > self.batch_cap(view, new_len)
-                    or (slo_bound and view.estimate(b, new_len, k) > slack)
-                ):
-                    break
+                if rows:
+                    cap = max_tokens // new_len
+                    if cap > max_batch:
+                        cap = max_batch
+                    if b > cap or (slo_bound and est(b, new_len, k) > slack):
+                        break
                 n += 1
                 rows = b
                 seq_len = new_len
@@ -119,11 +144,19 @@ class BfqScheduler(Scheduler):
             out.extend(self.queues.pop(t, n))
             if not self.queues[t]:
                 self._v.went_idle(t)
-        for r in out:
-            self._waited.discard(r.id)
+        if self._waited:
+            for r in out:
+                self._waited.discard(r.id)
         return Batch(tuple(out), leader=leader)
 
     def on_batch_done(self, batch: Batch, service_s: float, now: float) -> None:
+        reqs = batch.requests
+        if len(reqs) == 1:
+            t = reqs[0].task
+            w = self.weights.get(t)
+            if w is not None:
+                self._v.value[t] += service_s / w
+            return
         for t, share in charge_shares(batch, service_s).items():
             if t in self.weights:
                 self._v.charge(t, share / self.weights[t])

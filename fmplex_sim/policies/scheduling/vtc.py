@@ -56,7 +56,7 @@ class VtcScheduler(Scheduler):
         return super().remove_task(task)
 
     def _on_backlogged(self, task: str, now: float) -> None:
-        self._c.lift(task, [t for t in self.queues.backlogged() if t != task])
+        self._c.lift(task, [t for t in self.queues.backlogged_set() if t != task])
 
     def _take(self, task: str, n: int) -> list[Request]:
         rows = self.queues.pop(task, n)
