@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
+from simpy.events import Timeout
 
 from fmplex_sim import costs
 from fmplex_sim.catalog import BACKBONES, get_device
@@ -299,7 +300,7 @@ class Engine:
                 ready_at = dev.free_at - inst.last_host
                 if ready_at > now:
                     inst.jit_timer = True
-                    env.timeout(ready_at - now).callbacks.append(partial(self._on_jit, inst))
+                    Timeout(env, ready_at - now).callbacks.append(partial(self._on_jit, inst))
                     return
             decision = sched.schedule(now, inst.view)
             if decision is None:
@@ -307,7 +308,7 @@ class Engine:
             if decision.__class__ is Wait:
                 if not inst.wait_timer:
                     inst.wait_timer = True
-                    env.timeout(max(0.0, decision.until_s - now)).callbacks.append(
+                    Timeout(env, max(0.0, decision.until_s - now)).callbacks.append(
                         partial(self._on_wait, inst)
                     )
                 return
@@ -317,13 +318,14 @@ class Engine:
             if dev.users == 1:
                 # Nobody else uses this device: its timeline is known now.
                 t = now + host
-                begin = dev.free_at if dev.free_at > t else t
-                dev.free_at = begin + service_s - host
-                env.timeout(dev.free_at - now).callbacks.append(
+                free = dev.free_at
+                end = (free if free > t else t) + service_s - host
+                dev.free_at = end
+                Timeout(env, end - now).callbacks.append(
                     partial(self._complete, inst, decision, now, service_s)
                 )
             else:
-                env.timeout(host).callbacks.append(
+                Timeout(env, host).callbacks.append(
                     partial(self._host_done, inst, decision, now, service_s, host)
                 )
 
@@ -345,7 +347,7 @@ class Engine:
             service_s += dev.switch_s
         dev.last = inst.plan.process
         dev.free_at = begin + service_s - host
-        self.env.timeout(dev.free_at - now).callbacks.append(
+        Timeout(self.env, dev.free_at - now).callbacks.append(
             partial(self._complete, inst, batch, t0, service_s)
         )
 
