@@ -62,11 +62,31 @@ class RunResult:
 
 
 class _Clock(simpy.Environment):
-    """A simpy environment whose clock the engine may move forward between events."""
+    """A simpy environment that interleaves a sorted stream of arrivals with its events.
+
+    It relies on two attributes of simpy 4's Environment: ``_queue`` (the event heap) and
+    ``_now`` (the clock), so the per-request path costs no extra calls.
+    """
 
     def advance(self, t: float) -> None:
         """Set the clock to ``t``; only valid when no pending event is due before ``t``."""
         self._now = t
+
+    def feed(self, times: list[float], horizon: float, arrive) -> None:
+        """Call ``arrive(i)`` at each ``times[i]`` (sorted) up to ``horizon``, running every
+        event due before it first (arrivals go first on ties), then run events to ``horizon``."""
+        queue = self._queue
+        step = self.step
+        for i, t in enumerate(times):
+            if t > horizon:
+                break
+            while queue and queue[0][0] < t:
+                step()
+            self._now = t
+            arrive(i)
+        while queue and queue[0][0] <= horizon:
+            step()
+        self._now = horizon
 
 
 class _Device:
@@ -246,40 +266,30 @@ class Engine:
         is handled with the clock advanced to its time (arrivals first on ties), which saves
         one heap operation per request. All other activity is ordinary simpy events.
         """
-        env = self.env
         wl = self.wl
         times = wl.arrival_s.tolist()
-        rows = zip(times, wl.task.tolist(), wl.input_len.tolist(), wl.output_len.tolist())
-        peek, step, advance = env.peek, env.step, env.advance
-        names, state, route, kick = self.wl.tasks, self.state, self._route, self._kick
+        tasks, lens, outs = wl.task.tolist(), wl.input_len.tolist(), wl.output_len.tolist()
+        names, state, route, kick = wl.tasks, self.state, self._route, self._kick
         inst_of, depth = self.inst_of, self.depth
-        nxt = peek()
-        for i, (t, k, n_in, n_out) in enumerate(rows):
-            if t > horizon:
-                break
-            while nxt < t:
-                step()
-                nxt = peek()
-            advance(t)
-            name = names[k]
+
+        def arrive(i: int) -> None:
+            name = names[tasks[i]]
             if state.get(name) == _READY:
+                t = times[i]
                 insts = self.routes[name]  # re-read: placements change while events run
                 if len(insts) == 1:  # _route, inlined for the common single-copy case
                     inst = insts[0]
                     inst.outstanding += 1
                     inst_of[i] = inst.idx
-                    inst.sched.enqueue(Request(i, name, t, n_in, n_out), t)
+                    inst.sched.enqueue(Request(i, name, t, lens[i], outs[i]), t)
                     if not inst.jit_timer and inst.inflight < depth:
                         kick(inst)
                 else:
-                    route(Request(i, name, t, n_in, n_out), t)
+                    route(Request(i, name, t, lens[i], outs[i]), t)
             else:
-                self._arrive(i, t, k, n_in, n_out)
-            nxt = peek()
-        while nxt <= horizon:
-            step()
-            nxt = peek()
-        advance(horizon)
+                self._arrive(i, times[i], tasks[i], lens[i], outs[i])
+
+        self.env.feed(times, horizon, arrive)
 
     def _kick(self, inst: _Instance) -> None:
         """Start batches on ``inst`` while its pipeline has room and work is queued.
