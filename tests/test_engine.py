@@ -263,3 +263,22 @@ def test_backbone_copy_reloaded_after_retirement_pays_load_again(base_raw, linea
     # backbone load (0.25 s) + extension load (0.25 s) before b's first batch
     assert np.nanmin(r.start_s[b]) >= 4.0 + 0.5 - 1e-9
     assert len(out.result.instances) == 2
+
+
+@pytest.mark.parametrize("wait_ms,expected", [
+    # No wait: r0 runs alone at once, r1 after it.
+    (0.0, [(0, 0.0, 0.011, 0), (1, 0.011, 0.022, 1)]),
+    # bfq waits up to 5 ms to grow the batch; r1 arrives at 2 ms and both run together.
+    (5.0, [(0, 0.002, 0.014, 0), (1, 0.002, 0.014, 0)]),
+])
+def test_bfq_bounded_wait_grows_a_batch_exact_timeline(slow_raw, linear, wait_ms, expected):
+    cfg = make_cfg(slow_raw, system={"placement": "fmplex", "scheduler": "bfq", "max_wait_ms": wait_ms})
+    out = simulate(cfg, _wl(["a", "b"], [0.0, 0.002], [0, 0]), latency=linear())
+    assert _timeline(out) == expected
+
+
+def test_bounded_wait_expires_without_arrivals(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "fmplex", "scheduler": "bfq", "max_wait_ms": 5.0})
+    out = simulate(cfg, _wl(["a", "b"], [0.0], [0]), latency=linear())
+    # Nobody joins: the batch starts when the 5 ms wait ends.
+    assert _timeline(out) == [(0, 0.005, 0.016, 0)]
