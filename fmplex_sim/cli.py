@@ -216,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted; no results were written\n")
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (e.g. `| head`); results are already written.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

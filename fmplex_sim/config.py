@@ -46,6 +46,7 @@ class SystemConfig:
     target_util: float = 0.7  # fmplex: add a backbone replica past this predicted utilization
     on_task_end: str = "drain"  # drain | reject: fate of queued requests at a task's end_s
     pipeline_depth: int = 2  # batches in flight per instance: host prep overlaps device work
+    spread_idle: bool = True  # fmplex: give devices that would stay idle extra backbone copies
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -406,6 +407,7 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
         target_util=target,
         on_task_end=on_end,
         pipeline_depth=_int(v.get("pipeline_depth", 2), c, f"{where}.pipeline_depth", lo=1),
+        spread_idle=_bool(v.get("spread_idle", True), c, f"{where}.spread_idle"),
     )
 
 
@@ -553,6 +555,12 @@ def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool
     if lo is not None and x < lo:
         raise c.err(where, f"must be >= {lo:g}, got {v}")
     return x
+
+
+def _bool(v: Any, c: _Ctx, where: str) -> bool:
+    if not isinstance(v, bool):
+        raise c.err(where, f"must be true or false, got {_kind(v)}")
+    return v
 
 
 def _int(v: Any, c: _Ctx, where: str, *, lo: int | None = None) -> int:

@@ -143,7 +143,10 @@ class Engine:
         sysc = cfg.system
         self.cost = ClusterCost(self.device, cfg.cluster.gpus, self.latency, sysc.max_batch)
         self.policy = make_placement(
-            sysc.placement, slices_per_gpu=sysc.slices_per_gpu, target_util=sysc.target_util
+            sysc.placement,
+            slices_per_gpu=sysc.slices_per_gpu,
+            target_util=sysc.target_util,
+            spread_idle=sysc.spread_idle,
         )
         self.switch_s = (
             self.device.context_switch_ms if sysc.context_switch_ms is None else sysc.context_switch_ms

@@ -245,7 +245,7 @@ def test_fmplex_uses_far_less_memory_than_colocate_with_real_costs():
                  arrival=ArrivalSpec("poisson", 20.0))
         for k in range(8)
     ]
-    fm = make_placement("fmplex").plan(tasks, cost)
+    fm = make_placement("fmplex", spread_idle=False).plan(tasks, cost)
     co = make_placement("colocate").plan(tasks, cost)
     assert len(fm.instances) == 1 and len(co.instances) == 8
     assert not fm.unplaced and not co.unplaced
@@ -258,7 +258,7 @@ def test_fmplex_uses_far_less_memory_than_colocate_with_real_costs():
 
 def test_fmplex_adds_a_copy_on_another_device_when_utilization_passes_target():
     cost = FakeCost(gpus=3, gpu_memory_gib=10.0)
-    pol = FmplexPlacement(target_util=0.7)
+    pol = FmplexPlacement(target_util=0.7, spread_idle=False)
     cool = pol.plan([T("x", rate=30), T("y", rate=30)], cost)  # demand 0.6 <= 0.7: one copy
     assert [i.id for i in cool.instances] == ["g0/A"]
     hot = pol.plan([T("x", rate=50), T("y", rate=50)], cost)  # demand 1.0 > 0.7: two copies
@@ -266,6 +266,22 @@ def test_fmplex_adds_a_copy_on_another_device_when_utilization_passes_target():
     assert sorted(i.tasks for i in hot.instances) == [("x",), ("y",)]
     assert all(i.util == pytest.approx(0.5) for i in hot.instances)
     check_invariants(hot, {"x", "y"}, cost)
+
+
+def test_fmplex_spreads_copies_onto_devices_that_would_stay_idle():
+    cost = FakeCost(gpus=3, gpu_memory_gib=10.0)
+    pol = FmplexPlacement(target_util=0.7)  # spread_idle is the default
+    # Demand 0.6 needs one copy; two spare devices get copies too, one per task at most.
+    p = pol.plan([T("x", rate=30), T("y", rate=30)], cost)
+    assert sorted(i.id for i in p.instances) == ["g0/A", "g1/A"]
+    assert sorted(i.tasks for i in p.instances) == [("x",), ("y",)]
+    # The busiest backbone per copy gets the spare device.
+    p = pol.plan([T("a1", "A", rate=40), T("a2", "A", rate=40), T("b1", "B", rate=5), T("b2", "B", rate=5)], cost)
+    per_backbone = {bb: sum(1 for i in p.instances if i.backbone == bb) for bb in ("A", "B")}
+    assert per_backbone == {"A": 2, "B": 1}
+    check_invariants(p, {"a1", "a2", "b1", "b2"}, cost)
+    # A single task never gets more than one copy from spreading.
+    assert len(pol.plan([T("solo", rate=10)], cost).instances) == 1
 
 
 def test_fmplex_spreads_a_hot_task_over_several_copies():

@@ -16,11 +16,13 @@ __all__ = [
 ]
 
 
-def make_placement(name: str, *, slices_per_gpu: int = 7, target_util: float = 0.7) -> PlacementPolicy:
+def make_placement(
+    name: str, *, slices_per_gpu: int = 7, target_util: float = 0.7, spread_idle: bool = True
+) -> PlacementPolicy:
     """Build the placement policy ``name`` with the options it takes."""
     cls = PLACEMENTS.get(name)
     if name == "spatial":
         return cls(slices_per_gpu=slices_per_gpu, target_util=target_util)
     if name == "fmplex":
-        return cls(target_util=target_util)
+        return cls(target_util=target_util, spread_idle=spread_idle)
     return cls()

@@ -1,7 +1,9 @@
 """Sharing-aware placement: one physical backbone per (backbone, device), many vFMs on it.
 
 1. Tasks are grouped by backbone. A backbone gets ``ceil(predicted utilization / target_util)``
-   physical copies (at least one, at most one per device).
+   physical copies (at least one, at most one per device). With ``spread_idle`` (default),
+   devices that would otherwise stay idle each get one more copy of the backbone with the
+   most predicted load per copy (at most one copy per task of that backbone).
 2. Copies are placed, busiest backbone first, each on the least-loaded device that does not
    already hold that backbone and has memory for it (weights, activation reserve, its share of
    the extensions, and one serving process per device).
@@ -31,8 +33,9 @@ from fmplex_sim.specs import TaskSpec
 class FmplexPlacement(PlacementPolicy):
     name = "fmplex"
 
-    def __init__(self, target_util: float = 0.7) -> None:
+    def __init__(self, target_util: float = 0.7, spread_idle: bool = True) -> None:
         self.target_util = target_util  # add a backbone copy when predicted load passes this
+        self.spread_idle = spread_idle  # give devices that would stay idle extra copies
 
     # -- offline ---------------------------------------------------------------------------
     def plan(self, tasks: Sequence[TaskSpec], cost: PlacementCost) -> Placement:
@@ -47,6 +50,18 @@ class FmplexPlacement(PlacementPolicy):
             bb: max(1, min(cost.gpus, math.ceil(demand[bb] / self.target_util - 1e-9)))
             for bb in groups
         }
+        if self.spread_idle:
+            # A device left idle lowers nobody's latency: give each spare device another copy
+            # of the backbone with the most predicted load per copy (never more copies than
+            # the backbone has tasks, since a copy without a vFM serves nothing).
+            spare = cost.gpus - sum(copies.values())
+            while spare > 0:
+                cands = [bb for bb in groups if copies[bb] < min(cost.gpus, len(groups[bb]))]
+                if not cands:
+                    break
+                bb = max(cands, key=lambda b: (demand[b] / copies[b], -group_rank[b]))
+                copies[bb] += 1
+                spare -= 1
         cap = cost.gpu_memory_gib + 1e-9
         mem = [0.0] * cost.gpus  # committed memory per device, reservations included
         has_process = [False] * cost.gpus
