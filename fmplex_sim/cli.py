@@ -1,4 +1,4 @@
-"""``fmplex-sim``: simulate, compare systems, list the catalog.
+"""``fmplex-sim``: simulate, compare systems, list the catalog, inspect and convert traces.
 
 Exit status: 0 on success, 2 on invalid input (one line on stderr naming the file, the key
 and the problem; no traceback, no half-written results folder). ``--out`` must be a new or empty
@@ -77,25 +77,25 @@ def _check_out(out: str) -> None:
             )
 
 
-def _simulate(cfg, desc: str):
+def _simulate(cfg, wl, desc: str):
     from fmplex_sim.run import simulate
 
     bar, update = _progress_bar(cfg.duration_s + cfg.drain_s, desc)
     try:
-        return simulate(cfg, progress=update if not bar.disable else None)
+        return simulate(cfg, wl, progress=update if not bar.disable else None)
     finally:
         bar.close()
 
 
 def cmd_run(args) -> int:
     from fmplex_sim.results import results_dir
-    from fmplex_sim.run import write_run
+    from fmplex_sim.run import prepare, write_run
 
-    cfg = _load(args)
-    out = _simulate(cfg, cfg.system.name)
+    cfg, wl, info = prepare(_load(args))
+    out = _simulate(cfg, wl, cfg.system.name)
     try:
         with results_dir(args.out) as tmp:
-            write_run(tmp, cfg, out, args.argv)
+            write_run(tmp, cfg, out, args.argv, workload_info=info)
     except OSError as e:
         raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
     s = out.summary
@@ -112,7 +112,7 @@ def cmd_run(args) -> int:
 def cmd_compare(args) -> int:
     from fmplex_sim.compare import comparison_row, plot_comparison, write_comparison_csv
     from fmplex_sim.results import results_dir, write_json
-    from fmplex_sim.run import build_workload, simulate, write_run
+    from fmplex_sim.run import prepare, write_run
 
     cfg = _load(args)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -120,18 +120,16 @@ def cmd_compare(args) -> int:
         raise InputError("--systems", "", "name at least one system")
     if len(set(names)) != len(names):
         raise InputError("--systems", args.systems, "a system is named twice")
-    configs = [cfg.with_system(n) for n in names]  # validates every name before any work
-    wl = build_workload(cfg)  # one identical request stream for every system
+    for n in names:
+        cfg.with_system(n)  # validates every name before any work
+    cfg, wl, info = prepare(cfg)  # one identical request stream for every system
+    configs = [cfg.with_system(n) for n in names]
     rows = []
     try:
         with results_dir(args.out) as tmp:
             for c in configs:
-                bar, update = _progress_bar(c.duration_s + c.drain_s, c.system.name)
-                try:
-                    out = simulate(c, wl, progress=update if not bar.disable else None)
-                finally:
-                    bar.close()
-                write_run(tmp / c.system.name, c, out, args.argv)
+                out = _simulate(c, wl, c.system.name)
+                write_run(tmp / c.system.name, c, out, args.argv, workload_info=info)
                 rows.append(comparison_row(out.summary))
             write_comparison_csv(tmp / "comparison.csv", rows)
             write_json(tmp / "comparison.json", rows)
@@ -197,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("catalog", help="list backbones and devices")
     k.add_argument("--json", action="store_true", help="machine-readable output")
     k.set_defaults(func=cmd_catalog)
+    from fmplex_sim.cli_trace import add_parsers
+
+    add_parsers(sub, _Parser)
     return p
 
 

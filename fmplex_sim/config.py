@@ -70,28 +70,88 @@ class LatencyConfig:
 
 
 @dataclass(frozen=True)
+class TraceSource:
+    """A trace file to replay."""
+
+    format: str  # loader name (azure, alibaba, mooncake, servegen, native)
+    path: str  # file, or folder for servegen
+    input_len: int | None = None  # servegen: tokens per request (its statistics carry none)
+
+    def to_dict(self) -> dict:
+        d = {"format": self.format, "path": self.path}
+        if self.input_len is not None:
+            d["input_len"] = self.input_len
+        return d
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Where requests come from: per-task synthetic arrivals, or a trace and its shaping."""
+
+    trace: TraceSource | None = None  # replay this trace instead of per-task arrivals
+    task_count: int | None = None  # make this many tasks from the task templates
+    zipf: float | None = None  # popularity across tasks (None: uniform)
+    map_backbones: bool = False  # alibaba: a tenant's base model picks its template's backbone
+    total_rps: float | None = None  # synthetic: total rate split across tasks by popularity
+    rate_scale: float = 1.0  # trace: 2.0 = the same requests in half the time
+    burstiness_scale: float = 1.0  # trace: multiply the inter-arrival CV
+    window_start_s: float = 0.0  # trace: span to keep, in the trace's own time
+    window_duration_s: float | None = None  # None: to the end of the trace
+    max_requests: int | None = None  # trace: keep the first N requests
+
+    def to_dict(self) -> dict | None:
+        d: dict = {}
+        if self.trace is not None:
+            d["trace"] = self.trace.to_dict()
+        t: dict = {}
+        if self.task_count is not None:
+            t["count"] = self.task_count
+        if self.zipf is not None:
+            t["popularity"] = {"zipf": self.zipf}
+        if self.map_backbones:
+            t["map_backbones"] = True
+        if t:
+            d["tasks"] = t
+        if self.total_rps is not None:
+            d["total_rps"] = self.total_rps
+        if self.trace is not None:
+            d["rate_scale"] = self.rate_scale
+            d["burstiness_scale"] = self.burstiness_scale
+            d["window"] = {"start_s": self.window_start_s, "duration_s": self.window_duration_s}
+            if self.max_requests is not None:
+                d["max_requests"] = self.max_requests
+        return d or None
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs; saved next to its results as ``config.yaml``."""
 
     seed: int = 0  # seeds every random stream of the run
-    duration_s: float = 60.0  # requests arrive in [0, duration_s)
+    duration_s: float | None = 60.0  # requests arrive in [0, duration_s); None: the trace's span
     drain_s: float = 30.0  # simulated time after duration_s to finish queued work
     cluster: ClusterSpec = field(default_factory=lambda: ClusterSpec("H100-80GB", 1))
     latency_model: LatencyConfig = field(default_factory=LatencyConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
-    tasks: tuple[TaskSpec, ...] = ()
+    tasks: tuple[TaskSpec, ...] = ()  # the run's tasks (templates expanded)
     source: str = "<config>"  # file the config came from, for error messages
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)  # trace and shaping
+    templates: tuple[TaskSpec, ...] = ()  # the tasks as written (== tasks without workload.tasks)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "seed": self.seed,
             "duration_s": self.duration_s,
             "drain_s": self.drain_s,
             "cluster": {"device": self.cluster.device, "gpus": self.cluster.gpus},
             "latency_model": self.latency_model.to_dict(),
             "system": self.system.to_dict(),
-            "tasks": [t.to_dict() for t in self.tasks],
         }
+        wl = self.workload.to_dict()
+        if wl is not None:
+            d["workload"] = wl
+        d["tasks"] = [t.to_dict() for t in (self.templates or self.tasks)]
+        return d
 
     def with_system(self, name: str) -> "RunConfig":
         """The same config under system ``name``, keeping this config's system knobs.
@@ -242,9 +302,14 @@ class _Ctx:
 def parse_config(raw: dict, source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
     """Validate a raw mapping into a RunConfig. Raises InputError naming the key path."""
     c = _Ctx(source, base_dir)
-    _known(raw, c, "", {"seed", "duration_s", "drain_s", "cluster", "latency_model", "system", "tasks"})
+    _known(raw, c, "", {"seed", "duration_s", "drain_s", "cluster", "latency_model", "system",
+                        "tasks", "workload"})
     seed = _int(raw.get("seed", 0), c, "seed", lo=0)
-    duration = _num(raw.get("duration_s", 60.0), c, "duration_s", positive=True)
+    workload = _workload(raw.get("workload"), c)
+    if workload.trace is not None and raw.get("duration_s") is None:
+        duration = None  # the shaped trace's span, set when the trace is read
+    else:
+        duration = _num(raw.get("duration_s", 60.0), c, "duration_s", positive=True)
     drain = _num(raw.get("drain_s", 30.0), c, "drain_s", lo=0.0)
     cluster = _cluster(raw.get("cluster", {}), c)
     latency = _latency(raw.get("latency_model", "roofline"), c)
@@ -254,16 +319,23 @@ def parse_config(raw: dict, source: str = "<config>", base_dir: Path | None = No
     tasks_raw = raw["tasks"]
     if not isinstance(tasks_raw, list) or not tasks_raw:
         raise c.err("tasks", f"must be a non-empty list of tasks, got {_kind(tasks_raw)}")
-    tasks = tuple(_task(t, c, f"tasks[{i}]") for i, t in enumerate(tasks_raw))
+    templates = tuple(_task(t, c, f"tasks[{i}]") for i, t in enumerate(tasks_raw))
     seen: dict[str, int] = {}
-    for i, t in enumerate(tasks):
+    for i, t in enumerate(templates):
         if t.name in seen:
             raise c.err(f"tasks[{i}].name", f"duplicate task name {t.name!r} (also tasks[{seen[t.name]}])")
         seen[t.name] = i
-    _check_volume(tasks, duration, c)
+    tasks = expand_tasks(templates, workload)
+    if workload.task_count is not None:
+        names = {t.name for t in tasks}
+        for i, t in enumerate(templates):
+            if t.name in names:
+                raise c.err(f"tasks[{i}].name", f"{t.name!r} clashes with a generated task name")
+    if workload.trace is None:
+        _check_volume(tasks, duration, c)
     if latency.kind == "profile":
         _check_profile(latency.path, tasks, cluster.device, c)
-    return RunConfig(seed, duration, drain, cluster, latency, system, tasks, source)
+    return RunConfig(seed, duration, drain, cluster, latency, system, tasks, source, workload, templates)
 
 
 def _check_volume(tasks: tuple[TaskSpec, ...], duration: float, c: _Ctx) -> None:
@@ -518,16 +590,147 @@ def _extension(v: Any, c: _Ctx, where: str, backbone: str) -> ExtensionSpec:
     return ExtensionSpec("encoder", params=_int(v.get("params", 0), c, f"{where}.params", lo=1), version=version)
 
 
+_ARRIVAL_KEYS = {
+    "poisson": {"process", "rate_rps"},
+    "gamma": {"process", "rate_rps", "cv"},
+    "onoff": {"process", "rate_rps", "cv", "on_s", "off_s"},
+    "diurnal": {"process", "rate_rps", "amplitude", "period_s", "phase_s"},
+}
+
+
 def _arrival(v: Any, c: _Ctx, where: str) -> ArrivalSpec:
     if not isinstance(v, dict):
         raise c.err(where, f"must be a mapping like {{process: poisson, rate_rps: 10}}, got {_kind(v)}")
     process = v.get("process", "poisson")
-    if process not in ("poisson", "gamma"):
-        raise c.err(f"{where}.process", f"unknown process {process!r} (known: poisson, gamma)")
-    _known(v, c, where, {"process", "rate_rps", "cv"} if process == "gamma" else {"process", "rate_rps"})
-    rate = _num(v.get("rate_rps", 1.0), c, f"{where}.rate_rps", lo=0.0)
-    cv = _num(v.get("cv", 1.0), c, f"{where}.cv", positive=True)
-    return ArrivalSpec(process, rate, cv)
+    if not isinstance(process, str) or process not in _ARRIVAL_KEYS:
+        raise c.err(f"{where}.process", f"unknown process {process!r} (known: {', '.join(_ARRIVAL_KEYS)})")
+    _known(v, c, where, _ARRIVAL_KEYS[process])
+    amplitude = _num(v.get("amplitude", 0.5), c, f"{where}.amplitude", lo=0.0)
+    if amplitude > 1.0:
+        raise c.err(f"{where}.amplitude", f"must be in [0, 1], got {amplitude}")
+    return ArrivalSpec(
+        process=process,
+        rate_rps=_num(v.get("rate_rps", 1.0), c, f"{where}.rate_rps", lo=0.0),
+        cv=_num(v.get("cv", 1.0), c, f"{where}.cv", positive=True),
+        on_s=_num(v.get("on_s", 10.0), c, f"{where}.on_s", positive=True),
+        off_s=_num(v.get("off_s", 10.0), c, f"{where}.off_s", lo=0.0),
+        amplitude=amplitude,
+        period_s=_num(v.get("period_s", 86400.0), c, f"{where}.period_s", positive=True),
+        phase_s=_num(v.get("phase_s", 0.0), c, f"{where}.phase_s"),
+    )
+
+
+# ----------------------------------------------------------------------------- workload
+TRACE_FORMAT_ALIASES = {
+    "azure-llm-2023": "azure", "azure": "azure",
+    "alibaba-genai-2026": "alibaba", "alibaba": "alibaba",
+    "mooncake": "mooncake", "mooncake-2025": "mooncake",
+    "servegen": "servegen", "native": "native",
+}
+
+
+def _workload(v: Any, c: _Ctx) -> WorkloadSpec:
+    if v is None:
+        return WorkloadSpec()
+    if not isinstance(v, dict):
+        raise c.err("workload", f"must be a mapping, got {_kind(v)}")
+    _known(v, c, "workload", {"trace", "tasks", "total_rps", "rate_scale", "burstiness_scale",
+                              "window", "max_requests"})
+    trace = None
+    if "trace" in v:
+        t = v["trace"]
+        if not isinstance(t, dict):
+            raise c.err("workload.trace", f"must be a mapping like {{format: azure-llm-2023, path: FILE}}, got {_kind(t)}")
+        _known(t, c, "workload.trace", {"format", "path", "input_len"})
+        fmt = t.get("format")
+        if not isinstance(fmt, str) or fmt not in TRACE_FORMAT_ALIASES:
+            raise c.err("workload.trace.format",
+                        f"unknown format {fmt!r} (known: {', '.join(TRACE_FORMAT_ALIASES)})")
+        path = t.get("path")
+        if not isinstance(path, str) or not path:
+            raise c.err("workload.trace.path", "missing: the trace file (or ServeGen folder)")
+        p = Path(path)
+        if not p.is_absolute() and c.base_dir is not None and not p.exists() and (c.base_dir / p).exists():
+            p = c.base_dir / p
+        if not p.exists():
+            raise c.err("workload.trace.path", f"no such file or folder {path!r}")
+        il = t.get("input_len")
+        if il is not None and TRACE_FORMAT_ALIASES[fmt] != "servegen":
+            raise c.err("workload.trace.input_len", f"only for servegen traces; {fmt} traces carry their own lengths")
+        trace = TraceSource(TRACE_FORMAT_ALIASES[fmt], str(p),
+                            None if il is None else _int(il, c, "workload.trace.input_len", lo=1))
+    count, zipf, map_bb = None, None, False
+    if "tasks" in v:
+        tv = v["tasks"]
+        if not isinstance(tv, dict):
+            raise c.err("workload.tasks", f"must be a mapping like {{count: 16, popularity: {{zipf: 1.1}}}}, got {_kind(tv)}")
+        _known(tv, c, "workload.tasks", {"count", "popularity", "map_backbones"})
+        if "count" in tv:
+            count = _int(tv["count"], c, "workload.tasks.count", lo=1)
+            if count > 100_000:
+                raise c.err("workload.tasks.count", f"at most 100000 tasks, got {count}")
+        pop = tv.get("popularity", "uniform")
+        if pop != "uniform":
+            if not isinstance(pop, dict) or set(pop) != {"zipf"}:
+                raise c.err("workload.tasks.popularity", f"must be 'uniform' or {{zipf: S}}, got {pop!r}")
+            zipf = _num(pop["zipf"], c, "workload.tasks.popularity.zipf", lo=0.0)
+        map_bb = _bool(tv.get("map_backbones", False), c, "workload.tasks.map_backbones")
+        if map_bb and (trace is None or trace.format != "alibaba"):
+            raise c.err("workload.tasks.map_backbones", "only for traces with base-model ids (alibaba-genai-2026)")
+    total = None
+    if "total_rps" in v:
+        if trace is not None:
+            raise c.err("workload.total_rps", "a trace sets its own rate; use rate_scale")
+        total = _num(v["total_rps"], c, "workload.total_rps", lo=0.0)
+    shaping = {k for k in ("rate_scale", "burstiness_scale", "window", "max_requests") if k in v}
+    if shaping and trace is None:
+        raise c.err(f"workload.{sorted(shaping)[0]}", "shapes a trace: only with workload.trace")
+    start, dur = 0.0, None
+    if "window" in v:
+        w = v["window"]
+        if not isinstance(w, dict):
+            raise c.err("workload.window", f"must be a mapping like {{start_s: 0, duration_s: 600}}, got {_kind(w)}")
+        _known(w, c, "workload.window", {"start_s", "duration_s"})
+        start = _num(w.get("start_s", 0.0), c, "workload.window.start_s", lo=0.0)
+        if w.get("duration_s") is not None:
+            dur = _num(w["duration_s"], c, "workload.window.duration_s", positive=True)
+    mr = v.get("max_requests")
+    return WorkloadSpec(
+        trace=trace,
+        task_count=count,
+        zipf=zipf,
+        map_backbones=map_bb,
+        total_rps=total,
+        rate_scale=_num(v.get("rate_scale", 1.0), c, "workload.rate_scale", positive=True),
+        burstiness_scale=_num(v.get("burstiness_scale", 1.0), c, "workload.burstiness_scale", positive=True),
+        window_start_s=start,
+        window_duration_s=dur,
+        max_requests=None if mr is None else _int(mr, c, "workload.max_requests", lo=1),
+    )
+
+
+def expand_tasks(
+    templates: tuple[TaskSpec, ...], wl: WorkloadSpec, template_of: list[int] | None = None
+) -> tuple[TaskSpec, ...]:
+    """The run's tasks: the templates themselves, or ``wl.task_count`` tasks made from them.
+
+    Task k takes template ``k mod len(templates)`` (or ``template_of[k]``) and is named
+    ``<template name>-<k>``. With ``total_rps`` (synthetic), the total is split over the tasks
+    by popularity (task 0 most popular) and replaces each task's rate.
+    """
+    tasks = templates
+    if wl.task_count is not None:
+        tasks = tuple(
+            replace(templates[k % len(templates) if template_of is None else template_of[k]],
+                    name=f"{templates[k % len(templates) if template_of is None else template_of[k]].name}-{k}")
+            for k in range(wl.task_count)
+        )
+    if wl.total_rps is not None:
+        from fmplex_sim.arrivals import split_rate
+
+        rates = split_rate(wl.total_rps, len(tasks), "uniform" if wl.zipf is None else wl.zipf)
+        tasks = tuple(replace(t, arrival=replace(t.arrival, rate_rps=float(r))) for t, r in zip(tasks, rates))
+    return tasks
 
 
 # ----------------------------------------------------------------------------- scalars

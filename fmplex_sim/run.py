@@ -26,9 +26,24 @@ class RunOutput:
     summary: dict
 
 
+def prepare(cfg: RunConfig) -> tuple[RunConfig, Workload, dict]:
+    """Resolve ``cfg`` against its workload: the request stream, the config with its tasks and
+    duration final (a trace sets both), and a description of the workload for the results.
+
+    The stream depends only on the tasks, duration, workload section and seed, so every system
+    compared on one config sees the identical requests.
+    """
+    if cfg.workload.trace is not None:
+        from fmplex_sim.traces import trace_workload
+
+        return trace_workload(cfg)
+    wl = wl_mod.synthetic(cfg.tasks, cfg.duration_s, cfg.seed)
+    return cfg, wl, {"synthetic": True, "requests": len(wl), "tasks": len(cfg.tasks)}
+
+
 def build_workload(cfg: RunConfig) -> Workload:
-    """The request stream of ``cfg``; depends only on its tasks, duration and seed."""
-    return wl_mod.synthetic(cfg.tasks, cfg.duration_s, cfg.seed)
+    """The request stream of ``cfg`` (see :func:`prepare`)."""
+    return prepare(cfg)[1]
 
 
 def simulate(
@@ -41,7 +56,12 @@ def simulate(
 
     ``latency`` replaces the model the config names (for tests and calibration studies).
     """
-    wl = build_workload(cfg) if workload is None else workload
+    if workload is None:
+        cfg, wl, _ = prepare(cfg)
+    else:
+        wl = workload
+    if cfg.duration_s is None:
+        raise ValueError("resolve a trace config with prepare() before passing its workload")
     res = Engine(cfg, wl, progress, latency).run()
     rec = Records(
         tasks=wl.tasks,
@@ -83,9 +103,18 @@ def simulate(
     return RunOutput(res, rec, summary)
 
 
-def write_run(folder: Path, cfg: RunConfig, out: RunOutput, argv: list[str] | None = None) -> None:
-    """Write config, provenance, placement, per-request records and summary into ``folder``."""
+def write_run(
+    folder: Path,
+    cfg: RunConfig,
+    out: RunOutput,
+    argv: list[str] | None = None,
+    workload_info: dict | None = None,
+) -> None:
+    """Write config, provenance, placement, workload description, per-request records and
+    summary into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
+    if workload_info is not None:
+        write_json(folder / "workload.json", workload_info)
     write_yaml(folder / "config.yaml", cfg.to_dict())
     write_json(folder / "provenance.json", provenance(cfg.seed, out.summary["latency_model"], argv))
     placement = out.result.placement.to_dict()

@@ -83,16 +83,30 @@ class ExtensionSpec:
 
 @dataclass(frozen=True)
 class ArrivalSpec:
-    """Synthetic arrival process of one task."""
+    """Synthetic arrival process of one task.
 
-    process: Literal["poisson", "gamma"] = "poisson"  # inter-arrival distribution
-    rate_rps: float = 1.0  # mean requests per second
-    cv: float = 1.0  # coefficient of variation of inter-arrival times (gamma only)
+    ``poisson``; ``gamma`` (``cv``); ``onoff`` bursts (``on_s`` seconds on, ``off_s`` off, Poisson
+    or Gamma within bursts, long-run mean ``rate_rps``); ``diurnal`` (rate
+    ``rate_rps * (1 + amplitude * sin(2 pi (t - phase_s) / period_s))``).
+    """
+
+    process: Literal["poisson", "gamma", "onoff", "diurnal"] = "poisson"  # distribution
+    rate_rps: float = 1.0  # long-run mean requests per second
+    cv: float = 1.0  # coefficient of variation of inter-arrival times (gamma, onoff)
+    on_s: float = 10.0  # onoff: length of a burst
+    off_s: float = 10.0  # onoff: length of a silence
+    amplitude: float = 0.5  # diurnal: relative swing of the rate, in [0, 1]
+    period_s: float = 86400.0  # diurnal: length of one cycle
+    phase_s: float = 0.0  # diurnal: time of the mean-rate upswing
 
     def to_dict(self) -> dict:
         d: dict = {"process": self.process, "rate_rps": self.rate_rps}
-        if self.process == "gamma":
+        if self.process in ("gamma", "onoff") and (self.process == "gamma" or self.cv != 1.0):
             d["cv"] = self.cv
+        if self.process == "onoff":
+            d.update(on_s=self.on_s, off_s=self.off_s)
+        if self.process == "diurnal":
+            d.update(amplitude=self.amplitude, period_s=self.period_s, phase_s=self.phase_s)
         return d
 
 

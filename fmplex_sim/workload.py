@@ -68,13 +68,30 @@ def arrival_times(
     return np.concatenate(out)
 
 
+def process_times(
+    spec: ArrivalSpec, start_s: float, end_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Arrival times of any configured process (Poisson, Gamma, on/off, diurnal)."""
+    if spec.process in ("poisson", "gamma"):
+        return arrival_times(spec, start_s, end_s, rng)
+    from fmplex_sim import arrivals
+
+    if spec.process == "onoff":
+        return arrivals.onoff(spec.rate_rps, spec.on_s, spec.off_s, start_s, end_s, rng, cv=spec.cv)
+    if spec.process == "diurnal":
+        return arrivals.diurnal(
+            spec.rate_rps, spec.amplitude, spec.period_s, start_s, end_s, rng, phase_s=spec.phase_s
+        )
+    raise ValueError(f"unknown arrival process {spec.process!r}")
+
+
 def synthetic(tasks: Sequence[TaskSpec], duration_s: float, seed: int) -> Workload:
-    """Per-task Poisson or Gamma arrivals over each task's lifetime within ``[0, duration_s)``."""
+    """Per-task synthetic arrivals over each task's lifetime within ``[0, duration_s)``."""
     times, idx, lens, outs = [], [], [], []
     for k, task in enumerate(tasks):
         rng = np.random.default_rng([seed, k])
         end = duration_s if task.end_s is None else min(task.end_s, duration_s)
-        t = arrival_times(task.arrival, task.start_s, end, rng)
+        t = process_times(task.arrival, task.start_s, end, rng)
         times.append(t)
         idx.append(np.full(t.shape[0], k, dtype=np.int32))
         lens.append(np.full(t.shape[0], task.input_len, dtype=np.int32))

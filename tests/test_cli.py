@@ -41,7 +41,7 @@ tasks:
     extensions: [{kind: lora, rank: 4}]
     arrival: {process: poisson, rate_rps: 10}
 """
-RUN_FILES = {"config.yaml", "placement.json", "provenance.json", "requests.csv", "summary.json"}
+RUN_FILES = {"config.yaml", "placement.json", "provenance.json", "requests.csv", "summary.json", "workload.json"}
 BACKBONES = ["minilm-l6", "bert-base", "bert-large", "vit-base", "vit-large", "chronos-t5-small",
              "chronos-t5-base", "clip-vit-b16", "llama-3.2-1b"]
 DEVICES = ["H100-80GB", "A100-80GB", "L4-24GB", "CPU"]

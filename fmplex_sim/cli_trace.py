@@ -1,0 +1,143 @@
+"""``fmplex-sim trace info|convert``: inspect a trace file, or shape it into the native CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fmplex_sim.errors import InputError
+
+FORMAT_HELP = "azure-llm-2023 (azure), alibaba-genai-2026 (alibaba), mooncake, servegen, native"
+
+
+def _format(name: str) -> str:
+    from fmplex_sim.config import TRACE_FORMAT_ALIASES
+
+    if name not in TRACE_FORMAT_ALIASES:
+        raise InputError("--format", name, f"unknown trace format (known: {FORMAT_HELP})")
+    return TRACE_FORMAT_ALIASES[name]
+
+
+def _window(args) -> tuple[float, float | None] | None:
+    if args.window_start is None and args.window_duration is None:
+        return None
+    start = args.window_start or 0.0
+    if start < 0:
+        raise InputError("--window-start", str(start), "must be >= 0")
+    if args.window_duration is not None and args.window_duration <= 0:
+        raise InputError("--window-duration", str(args.window_duration), "must be > 0")
+    return (start, args.window_duration)
+
+
+def _read(args):
+    from fmplex_sim.traces import load_trace
+
+    if not Path(args.path).exists():
+        raise InputError(args.path, "", "no such file or folder")
+    return load_trace(_format(args.format), args.path, seed=args.seed, window=_window(args),
+                      input_len=args.input_len)
+
+
+def cmd_info(args) -> int:
+    from fmplex_sim.traces import shaping
+
+    trace = _read(args)
+    win = _window(args)
+    if win is not None:
+        try:
+            trace = shaping.window(trace, win[0], win[1])
+        except ValueError as e:
+            raise InputError(args.path, "--window-start", str(e)) from None
+    stats = {"path": args.path, "format": trace.format, **trace.stats()}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"{args.path} ({trace.format})")
+    print(f"  requests          {stats['requests']:,}")
+    print(f"  duration          {stats['duration_s']:,.1f} s")
+    print(f"  mean rate         {stats['mean_rate_rps']} requests/s")
+    print(f"  inter-arrival CV  {stats['interarrival_cv']}")
+    print(f"  tasks             {stats['tasks'] if stats['tasks'] is not None else 'none in the trace'}")
+    if "backbones" in stats:
+        print(f"  base models       {stats['backbones']}")
+    if "input_len" in stats:
+        il = stats["input_len"]
+        print(f"  input length      mean {il['mean']}, p50 {il['p50']:g}, p90 {il['p90']:g}, "
+              f"p99 {il['p99']:g}, max {il['max']}")
+    if "output_len_mean" in stats:
+        print(f"  output length     mean {stats['output_len_mean']}")
+    for t in stats.get("top_tasks", [])[:5]:
+        print(f"  top task          {t['task']}: {100 * t['share']:.1f}%")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from fmplex_sim.traces import shape_trace
+    from fmplex_sim.traces.formats.native import write_native
+
+    if args.rate_scale <= 0:
+        raise InputError("--rate-scale", str(args.rate_scale), "must be > 0")
+    if args.burstiness_scale <= 0:
+        raise InputError("--burstiness-scale", str(args.burstiness_scale), "must be > 0")
+    if args.max_requests is not None and args.max_requests < 1:
+        raise InputError("--max-requests", str(args.max_requests), "must be >= 1")
+    if args.tasks is not None and args.tasks < 1:
+        raise InputError("--tasks", str(args.tasks), "must be >= 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_file():
+        raise InputError("--out", args.out, "exists and is not a file")
+    trace = _read(args)
+    had_ids = trace.task is not None
+    n_tasks = args.tasks or (len(trace.task_names) if had_ids else 1)
+    rng = np.random.default_rng([args.seed, 0x7ACE])
+    shaped = shape_trace(trace, n_tasks=n_tasks, rng=rng, zipf=args.zipf, window=_window(args),
+                         burstiness_scale=args.burstiness_scale, rate_scale=args.rate_scale,
+                         max_requests=args.max_requests, where="shaping")
+    names = shaped.task_names if had_ids else tuple(f"task-{k}" for k in range(n_tasks))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    os.close(fd)
+    try:
+        write_native(tmp, shaped.arrival_s, np.asarray(names, dtype=object)[shaped.task],
+                     shaped.input_len, shaped.output_len)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    s = shaped.stats()
+    print(f"{s['requests']:,} requests over {s['duration_s']:,.1f} s "
+          f"({s['mean_rate_rps']} requests/s, {s['tasks']} tasks) -> {args.out}")
+    return 0
+
+
+def add_parsers(sub, parser_class) -> None:
+    """Register ``trace info`` and ``trace convert`` under ``sub``."""
+    t = sub.add_parser("trace", help="inspect or convert a public trace")
+    tsub = t.add_subparsers(dest="trace_command", required=True, parser_class=parser_class)
+
+    def common(p):
+        p.add_argument("path", help="trace file (a folder for servegen)")
+        p.add_argument("--format", required=True, help=FORMAT_HELP)
+        p.add_argument("--seed", type=int, default=0, help="seed for generated arrivals and task assignment")
+        p.add_argument("--input-len", type=int, help="servegen: tokens per request")
+        p.add_argument("--window-start", type=float, help="keep the trace from this second on")
+        p.add_argument("--window-duration", type=float, help="keep this many seconds")
+
+    i = tsub.add_parser("info", help="request count, duration, rate, CV, tasks, input lengths")
+    common(i)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    c = tsub.add_parser("convert", help="shape a trace and write the native CSV")
+    common(c)
+    c.add_argument("--out", required=True, help="native CSV to write (replaced atomically)")
+    c.add_argument("--rate-scale", type=float, default=1.0, help="2.0 = same requests in half the time")
+    c.add_argument("--burstiness-scale", type=float, default=1.0, help="multiply the inter-arrival CV")
+    c.add_argument("--max-requests", type=int, help="keep the first N requests")
+    c.add_argument("--tasks", type=int, help="tasks: top N of the trace's, or N assigned ones")
+    c.add_argument("--zipf", type=float, help="popularity of assigned tasks (default uniform)")
+    c.set_defaults(func=cmd_convert)
