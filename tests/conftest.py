@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,16 @@ def make_cfg(raw: dict, **top):
 @pytest.fixture
 def linear():
     return LinearLatency
+
+
+PUBLIC_TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+
+
+@pytest.fixture(scope="session")
+def traces() -> Path:
+    """The public traces folder (../shared/traces). Missing: skip locally, fail loudly in CI."""
+    if not PUBLIC_TRACES.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the public traces folder {PUBLIC_TRACES} is missing; CI must provide ../shared/traces")
+        pytest.skip(f"public traces not found at {PUBLIC_TRACES} (see traces/README.md for where to get them)")
+    return PUBLIC_TRACES

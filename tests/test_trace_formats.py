@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +17,7 @@ from fmplex_sim.errors import InputError
 from fmplex_sim.traces.base import TRACE_FORMATS, Trace
 from fmplex_sim.traces.formats import write_native, write_native_trace
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
+from conftest import PUBLIC_TRACES as TRACES
 AZURE = "azure-llm-2023/AzureLLMInferenceTrace_{}.csv"
 ALIBABA = "alibaba-genai-2026/lora_request_trace.csv"
 MOONCAKE = "mooncake-2025/conversation_trace.jsonl"
@@ -28,14 +27,6 @@ SERVEGEN = "servegen-m-small"
 def load(fmt: str, path, **kw) -> Trace:
     return TRACE_FORMATS.get(fmt)(str(path), **kw)
 
-
-@pytest.fixture(scope="module")
-def traces() -> Path:
-    if not TRACES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the public traces folder {TRACES} is missing; CI must provide ../shared/traces")
-        pytest.skip(f"public traces not found at {TRACES} (see traces/README.md for where to get them)")
-    return TRACES
 
 
 def check_shape(tr: Trace) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +18,10 @@ from fmplex_sim.run import prepare, simulate
 from fmplex_sim.traces import load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "traces"
+from conftest import PUBLIC_TRACES as TRACES  # noqa: E402
 SAMPLES = ROOT / "traces" / "samples"
 AZURE_CONV = TRACES / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
 ALIBABA = TRACES / "alibaba-genai-2026" / "lora_request_trace.csv"
-
-
-@pytest.fixture(scope="module")
-def public() -> Path:
-    if not TRACES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the public traces folder {TRACES} is missing; CI must provide ../shared/traces")
-        pytest.skip(f"public traces not found at {TRACES} (see traces/README.md)")
-    return TRACES
 
 
 def trace_raw(base_raw, path, fmt="azure-llm-2023", **workload) -> dict:
@@ -44,7 +34,7 @@ def trace_raw(base_raw, path, fmt="azure-llm-2023", **workload) -> dict:
 
 
 # ----------------------------------------------------------------------------- config
-def test_template_expansion_names_and_cycles_templates(base_raw, public):
+def test_template_expansion_names_and_cycles_templates(base_raw, traces):
     cfg = make_cfg(trace_raw(base_raw, AZURE_CONV, tasks={"count": 5}))
     assert [t.name for t in cfg.tasks] == ["a-0", "b-1", "a-2", "b-3", "a-4"]
     assert [t.extensions for t in cfg.tasks[::2]] == [cfg.templates[0].extensions] * 3
@@ -84,7 +74,7 @@ def test_workload_section_errors_name_the_key(base_raw, workload, where):
         make_cfg(raw)
 
 
-def test_trace_options_are_validated(base_raw, public):
+def test_trace_options_are_validated(base_raw, traces):
     for workload, where in [
         ({"rate_scale": 0}, "workload.rate_scale"),
         ({"burstiness_scale": -1}, "workload.burstiness_scale"),
@@ -100,14 +90,14 @@ def test_trace_options_are_validated(base_raw, public):
         make_cfg(raw)
 
 
-def test_window_past_the_end_of_the_trace_is_one_line_error(base_raw, public):
+def test_window_past_the_end_of_the_trace_is_one_line_error(base_raw, traces):
     cfg = make_cfg(trace_raw(base_raw, AZURE_CONV, window={"start_s": 99999, "duration_s": 10}))
     with pytest.raises(InputError, match="workload.window"):
         prepare(cfg)
 
 
 # ----------------------------------------------------------------------------- semantics
-def test_window_then_rate_scale_and_task_assignment(base_raw, public):
+def test_window_then_rate_scale_and_task_assignment(base_raw, traces):
     raw = trace_raw(base_raw, AZURE_CONV, tasks={"count": 8, "popularity": {"zipf": 1.1}},
                     rate_scale=2.0, window={"start_s": 600, "duration_s": 600})
     cfg, wl, info = prepare(make_cfg(raw))
@@ -130,7 +120,7 @@ def test_window_then_rate_scale_and_task_assignment(base_raw, public):
     assert not np.array_equal(wl.task, wl3.task)
 
 
-def test_burstiness_scale_raises_the_cv_and_keeps_the_count(base_raw, public):
+def test_burstiness_scale_raises_the_cv_and_keeps_the_count(base_raw, traces):
     raw = trace_raw(base_raw, AZURE_CONV, tasks={"count": 1}, window={"start_s": 0, "duration_s": 1800})
     _, calm, _ = prepare(make_cfg(raw))
     raw["workload"]["burstiness_scale"] = 3.0
@@ -140,7 +130,7 @@ def test_burstiness_scale_raises_the_cv_and_keeps_the_count(base_raw, public):
     assert cv(bursty.arrival_s) == pytest.approx(3 * cv(calm.arrival_s), rel=0.15)
 
 
-def test_alibaba_tenants_become_tasks_and_base_models_pick_backbones(base_raw, public):
+def test_alibaba_tenants_become_tasks_and_base_models_pick_backbones(base_raw, traces):
     raw = trace_raw(base_raw, ALIBABA, fmt="alibaba-genai-2026",
                     tasks={"count": 12, "map_backbones": True}, rate_scale=5000)
     raw["tasks"][1]["backbone"] = "vit-base"
@@ -154,7 +144,7 @@ def test_alibaba_tenants_become_tasks_and_base_models_pick_backbones(base_raw, p
     assert info["shaped"]["tasks"] == 12
 
 
-def test_trace_driven_compare_runs_all_three_systems(tmp_path, base_raw, public, capsys):
+def test_trace_driven_compare_runs_all_three_systems(tmp_path, base_raw, traces, capsys):
     import yaml
 
     raw = trace_raw(base_raw, AZURE_CONV, tasks={"count": 6, "popularity": {"zipf": 1.0}},
@@ -184,7 +174,7 @@ def test_synthetic_onoff_and_diurnal_processes_in_a_run(base_raw):
 
 
 # ----------------------------------------------------------------------------- CLI
-def test_trace_info_reports_counts_and_rates(public, capsys):
+def test_trace_info_reports_counts_and_rates(traces, capsys):
     assert main(["trace", "info", str(AZURE_CONV), "--format", "azure-llm-2023", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["requests"] == 19366
@@ -196,7 +186,7 @@ def test_trace_info_reports_counts_and_rates(public, capsys):
     assert s["top_tasks"][0]["task"] == "G0264"
 
 
-def test_trace_convert_round_trips_through_native(tmp_path, public, capsys):
+def test_trace_convert_round_trips_through_native(tmp_path, traces, capsys):
     out = tmp_path / "conv.csv"
     args = ["trace", "convert", str(AZURE_CONV), "--format", "azure", "--out", str(out),
             "--window-start", "100", "--window-duration", "200", "--tasks", "4", "--zipf", "1.2",

@@ -46,6 +46,42 @@ def scenario(total_rps: float, duration_s: float, n_tasks: int = 92, gpus: int =
     }
 
 
+def bench_traces(shared: Path) -> list[dict]:
+    """Load times (best of 3): the Azure conv trace, and a 1,000,000-row native CSV."""
+    import tempfile
+
+    import numpy as np
+
+    from fmplex_sim.traces import load_trace
+    from fmplex_sim.traces.formats.native import write_native
+
+    def best(fn, n=3):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        return min(times), out
+
+    rows = []
+    conv = shared / "azure-llm-2023" / "AzureLLMInferenceTrace_conv.csv"
+    if conv.exists():
+        t, tr = best(lambda: load_trace("azure", str(conv)))
+        rows.append({"load": "azure conv", "requests": len(tr), "seconds": round(t, 3)})
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "native_1m.csv"
+        arrival = np.cumsum(rng.exponential(0.001, n))
+        tasks = np.array([f"task-{k}" for k in range(92)], dtype=object)[rng.integers(0, 92, n)]
+        write_native(str(path), arrival, tasks, rng.integers(1, 512, n), rng.integers(0, 256, n))
+        t, tr = best(lambda: load_trace("native", str(path)))
+        rows.append({"load": "native CSV", "requests": len(tr), "seconds": round(t, 3)})
+    for r in rows:
+        print(f"load {r['load']:>11}: {r['requests']:>9,} requests in {r['seconds']:.3f} s", flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=1_000_000, help="target request count")
@@ -53,7 +89,9 @@ def main() -> int:
     ap.add_argument("--systems", default="fmplex,colocate,spatial")
     ap.add_argument("--repeat", type=int, default=3, help="runs per system (median reported)")
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--traces", default="../shared/traces", help="folder of the public traces")
     args = ap.parse_args()
+    trace_rows = bench_traces(Path(args.traces))
     cfg = parse_config(scenario(args.requests / args.duration, args.duration), "bench scenario")
     wl = build_workload(cfg)
     rows = []
@@ -89,6 +127,7 @@ def main() -> int:
         write_json(tmp / "bench.json", {
             "machine": {"cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0]},
             "rows": rows,
+            "trace_loading": trace_rows,
             "provenance": provenance(cfg.seed, {"kind": "roofline", "source": "analytic"}),
         })
     return 0
