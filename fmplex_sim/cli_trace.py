@@ -43,9 +43,21 @@ def _read(args):
                       input_len=args.input_len)
 
 
+GENERATE_LIMIT = 5_000_000  # servegen: above this many recorded requests, report the records
+
+
 def cmd_info(args) -> int:
     from fmplex_sim.traces import shaping
 
+    fmt = _format(args.format)
+    if fmt == "servegen":
+        from fmplex_sim.traces.formats.servegen import statistics
+
+        if not Path(args.path).exists():
+            raise InputError(args.path, "", "no such file or folder")
+        recorded = statistics(args.path, _window(args), args.input_len or 256)
+        if recorded["requests"] > GENERATE_LIMIT:
+            return _print_info({"path": args.path, "format": fmt, **recorded}, args)
     trace = _read(args)
     win = _window(args)
     if win is not None:
@@ -53,15 +65,21 @@ def cmd_info(args) -> int:
             trace = shaping.window(trace, win[0], win[1])
         except ValueError as e:
             raise InputError(args.path, "--window-start", str(e)) from None
-    stats = {"path": args.path, "format": trace.format, **trace.stats()}
+    return _print_info({"path": args.path, "format": trace.format, **trace.stats()}, args)
+
+
+def _print_info(stats: dict, args) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
-    print(f"{args.path} ({trace.format})")
+    print(f"{args.path} ({stats['format']})")
+    if stats.get("generated") is False:
+        print("  (statistics as recorded; the arrivals are generated only for a window)")
     print(f"  requests          {stats['requests']:,}")
     print(f"  duration          {stats['duration_s']:,.1f} s")
     print(f"  mean rate         {stats['mean_rate_rps']} requests/s")
-    print(f"  inter-arrival CV  {stats['interarrival_cv']}")
+    note = f" ({stats['interarrival_cv_note']})" if "interarrival_cv_note" in stats else ""
+    print(f"  inter-arrival CV  {stats['interarrival_cv']}{note}")
     print(f"  tasks             {stats['tasks'] if stats['tasks'] is not None else 'none in the trace'}")
     if "backbones" in stats:
         print(f"  base models       {stats['backbones']}")

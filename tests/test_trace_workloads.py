@@ -246,3 +246,21 @@ def test_samples_load_and_stay_small(name, fmt):
     assert all(f.stat().st_size < 1_000_000 for f in files)
     tr = load_trace(fmt, str(path), seed=1)
     assert len(tr) > 0 and np.all(np.diff(tr.arrival_s) >= 0)
+
+
+def test_servegen_info_reports_recorded_totals_without_generating(traces, capsys):
+    folder = traces / "servegen-m-small"
+    assert main(["trace", "info", str(folder), "--format", "servegen", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    expected = 0.0
+    for f in folder.glob("chunk-*-trace.csv"):
+        rows = np.loadtxt(f, delimiter=",", usecols=(0, 1), ndmin=2)
+        expected += (rows[:, 1] * 600).sum()
+    assert s["requests"] == round(expected) and s["generated"] is False
+    assert (s["tasks"], s["duration_s"]) == (43, 1_209_600.0)
+    assert s["mean_rate_rps"] == pytest.approx(expected / 1_209_600, rel=1e-6)
+    # A short window is generated: its count is close to the recorded one.
+    assert main(["trace", "info", str(folder), "--format", "servegen", "--json",
+                 "--window-start", "36000", "--window-duration", "60"]) == 0
+    w = json.loads(capsys.readouterr().out)
+    assert "generated" not in w and w["tasks"] == 43 and w["requests"] > 0

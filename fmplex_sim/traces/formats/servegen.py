@@ -290,3 +290,44 @@ def load(
         task_names=tuple(f"client-{cid}" for cid, _ in clients),
         span_s=span,
     )
+
+
+def statistics(path: str, window: tuple[float, float | None] | None = None, input_len: int = 256) -> dict:
+    """The trace's statistics as recorded, without generating arrivals.
+
+    ``requests`` is the recorded count, sum of rate x window length over the windows (or their
+    parts) inside ``window``; per-client shares follow from it. ``interarrival_cv`` is the
+    request-weighted mean of the windows' recorded CVs (the CV within a window, not across
+    the whole trace). Used by ``trace info`` on spans too large to generate.
+    """
+    src = source_of(path)
+    win = check_window(src, window)
+    lo, hi = (-math.inf, math.inf) if win is None else (win[0], win[0] + win[1])
+    files = _client_files(src)
+    counts, span, first = [], 0.0, math.inf
+    weighted_cv = 0.0
+    for _cid, f in files:
+        c = _read_client(f)
+        end = c["start"] + c["length"]
+        span = max(span, float(end[-1]))
+        first = min(first, float(c["start"][0]))
+        overlap = np.clip(np.minimum(end, hi) - np.maximum(c["start"], lo), 0.0, None)
+        n = c["rate"] * overlap
+        counts.append(float(n.sum()))
+        weighted_cv += float((n * c["cv"]).sum())
+    total = sum(counts)
+    dur = (min(hi, span) - max(lo, first)) if win is not None else span - first
+    order = np.argsort(-np.asarray(counts), kind="stable")[:10]
+    names = [f"client-{cid}" for cid, _ in files]
+    return {
+        "requests": int(round(total)),
+        "duration_s": round(dur, 3),
+        "mean_rate_rps": round(total / dur, 4) if dur > 0 else None,
+        "interarrival_cv": round(weighted_cv / total, 4) if total > 0 else None,
+        "interarrival_cv_note": "request-weighted mean of the recorded per-window CVs",
+        "tasks": len(files),
+        "input_len": {"mean": float(input_len), "p50": float(input_len), "p90": float(input_len),
+                      "p99": float(input_len), "max": int(input_len)},
+        "top_tasks": [{"task": names[i], "share": round(counts[i] / total, 4)} for i in order] if total else [],
+        "generated": False,
+    }
