@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-sim
+EXEC   := $(VENV)/.installed-exec
 
 .PHONY: demo test bench clean
 
@@ -15,10 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/fmplex-sim compare experiments/demo/config.yaml --systems spatial,colocate,fmplex --out results/demo
 
-test: $(STAMP)
+# The execution harness needs torch (CPU build, pinned), transformers and peft.
+$(EXEC): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,exec]'
+	touch $(EXEC)
+
+test: $(EXEC)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(EXEC)
 	$(BIN)/python experiments/bench/bench.py --out results/bench
 
 clean:

@@ -3,4 +3,10 @@
 It imports the simulator's policies and specs; the simulator never imports it.
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# peft asks transformers about gradient checkpointing through a name transformers 5 deprecated;
+# harmless for inference and not ours to fix, so keep it out of every replay's output.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

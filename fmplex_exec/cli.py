@@ -1,7 +1,12 @@
-"""``fmplex-exec``: the real-execution harness's command line.
+"""``fmplex-exec``: run FMplex policies on real models.
 
-``env`` reports whether the optional execution stack (torch, transformers, peft) is installed
-and which devices it can use; the harness commands build on it.
+- ``replay CONFIG --out DIR [--device cpu|cuda] [--set key=value]``: replay a config's workload
+  open loop on real models, writing the simulator's results schema;
+- ``profile --backbone NAME --device cpu|cuda --out FILE.csv``: measure a latency profile that
+  ``fmplex-sim`` reads as ``latency_model: {profile: FILE.csv}``;
+- ``env``: report the execution stack (torch, transformers, peft) and devices.
+
+Exit status 0 on success, 2 on invalid input (one line on stderr, nothing written).
 """
 
 from __future__ import annotations
@@ -9,9 +14,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 from fmplex_exec import __version__
+from fmplex_sim.errors import InputError
+
+PROG = "fmplex-exec"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
 
 
 def cmd_env(args) -> int:
@@ -40,15 +55,85 @@ def cmd_env(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fmplex-exec", description="Run FMplex policies on real models.")
+def cmd_replay(args) -> int:
+    from fmplex_exec.executors import make_executor
+    from fmplex_exec.runtime import Runtime, RuntimeOptions
+    from fmplex_sim.config import load_config
+    from fmplex_sim.metrics import write_requests_csv
+    from fmplex_sim.results import provenance, results_dir, write_json, write_yaml
+    from fmplex_sim.run import prepare
+
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device", "cuda", "no CUDA device is available here")
+    cfg, wl, info = prepare(load_config(args.config, list(args.set or [])))
+    opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
+    records, summary = Runtime(cfg, wl, make_executor, opts).run()
+    with results_dir(args.out) as tmp:
+        write_yaml(tmp / "config.yaml", cfg.to_dict())
+        prov = provenance(cfg.seed, summary["latency_model"], [PROG, *sys.argv[1:]])
+        prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype}
+        write_json(tmp / "provenance.json", prov)
+        write_json(tmp / "workload.json", info)
+        write_requests_csv(tmp / "requests.csv", records)
+        write_json(tmp / "summary.json", summary)
+    lat = summary["latency_ms"]
+    print(f"{summary['system']['name']} on {args.device}: {summary['requests']['completed']}/"
+          f"{summary['requests']['arrived']} completed, mean {lat['mean']} ms, p99 {lat['p99']} ms")
+    print(f"results: {args.out}")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    from fmplex_exec.profiler import main_profile
+
+    return main_profile(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Run FMplex policies on real models.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("replay", help="replay a config's workload on real models")
+    r.add_argument("config")
+    r.add_argument("--out", required=True)
+    r.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    r.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    r.add_argument("--set", action="append", metavar="KEY=VALUE")
+    r.set_defaults(func=cmd_replay)
+    f = sub.add_parser("profile", help="measure a latency profile for the simulator")
+    f.add_argument("--backbone", required=True)
+    f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    f.add_argument("--out", required=True)
+    f.add_argument("--dtype", default="float32")
+    f.add_argument("--sim-device", default=None, help="catalog device the profile describes (default: CPU for cpu)")
+    f.add_argument("--quick", action="store_true", help="tiny grid (for tests)")
+    f.add_argument("--threads", type=int, default=0)
+    f.set_defaults(func=cmd_profile)
     e = sub.add_parser("env", help="report the execution stack and devices")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_env)
-    args = p.parse_args(argv)
-    return args.func(args)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        return args.func(args)
+    except InputError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted; no results were written\n")
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""Executors: run one batch of one instance on real models, for :mod:`fmplex_exec.runtime`.
+
+An instance of a time-shared placement (``fmplex``, ``colocate``) runs in the runtime's
+process: its own :class:`~fmplex_exec.vfm.PhysicalFM` (a shared backbone with its vFMs, or a
+dedicated replica with one task). An instance of a partitioned placement (``spatial``) on CPU
+runs in a worker process pinned to its own cores, with torch limited to that many threads; the
+runtime talks to it over a pipe, so the measured service time includes that hop.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Callable
+
+from fmplex_sim.policies.placement import InstancePlan
+from fmplex_sim.records import Batch
+from fmplex_sim.specs import TaskSpec
+
+Executor = Callable[[Batch], list[str]]
+
+
+def _errors(results) -> list[str]:
+    return ["" if r.ok else (r.error or "failed") for r in results]
+
+
+def build_fm(backbone: str, tasks: list[TaskSpec], device: str, dtype: str, seed: int):
+    """A PhysicalFM of ``backbone`` hosting ``tasks`` (imports torch only when called)."""
+    from fmplex_exec.backbones import load_backbone
+    from fmplex_exec.vfm import PhysicalFM
+
+    fm = PhysicalFM(load_backbone(backbone, device=device, dtype=dtype, seed=seed), input_seed=seed)
+    for t in tasks:
+        fm.add_task(t)
+    return fm
+
+
+def local_executor(fm, device: str) -> Executor:
+    """Run batches in this process."""
+    from fmplex_exec.vfm import ExecRequest
+
+    sync = None
+    if device == "cuda":
+        import torch
+
+        sync = torch.cuda.synchronize
+
+    def run(batch: Batch) -> list[str]:
+        res = fm.run_batch([ExecRequest(r.task, r.input_len) for r in batch.requests])
+        if sync is not None:
+            sync()
+        return _errors(res)
+
+    return run
+
+
+def slice_cores(plan: InstancePlan, slices: int) -> list[int]:
+    """The cores of this machine a spatial slice owns (slice index and width from the plan)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    first = int(plan.id.split("/s")[1].split("/")[0]) if "/s" in plan.id else 0
+    per = max(1, len(cores) // max(1, slices))
+    width = max(1, round(plan.share * slices)) * per
+    return [cores[(first * per + j) % len(cores)] for j in range(width)]
+
+
+def _worker(conn, backbone, tasks, device, dtype, seed, cores, threads) -> None:
+    """Worker process of one spatial slice: pin, load, then serve batches until told to stop."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(cores))
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    try:
+        fm = build_fm(backbone, tasks, device, dtype, seed)
+        run = local_executor(fm, device)
+    except Exception as e:  # report and exit: the parent turns it into failed requests
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    from fmplex_sim.records import Batch, Request
+
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        reqs = tuple(Request(i, t, 0.0, n, 0) for i, (t, n) in enumerate(msg))
+        conn.send(("done", run(Batch(reqs))))
+
+
+class ProcessExecutor:
+    """An executor whose model lives in its own process (a spatial slice)."""
+
+    def __init__(self, plan: InstancePlan, tasks: list[TaskSpec], device: str, dtype: str, seed: int,
+                 cores: list[int]) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, daemon=True,
+                                args=(child, plan.backbone, tasks, device, dtype, seed, cores, len(cores)))
+        self.proc.start()
+        kind, detail = self.conn.recv()
+        self.failed = detail if kind == "error" else None
+
+    def __call__(self, batch: Batch) -> list[str]:
+        if self.failed:
+            return [f"replica failed to load: {self.failed}"] * batch.size
+        self.conn.send([(r.task, r.input_len) for r in batch.requests])
+        return self.conn.recv()[1]
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.proc.join(5)
+
+
+def make_executor(plan: InstancePlan, tasks: dict[str, TaskSpec], opts) -> Executor:
+    """The executor of one instance: a worker process for a CPU slice, else in-process."""
+    specs = [tasks[t] for t in plan.tasks]
+    if plan.share < 1.0 and opts.device == "cpu":
+        slices = max(1, round(1 / plan.share))
+        return ProcessExecutor(plan, specs, opts.device, opts.dtype, opts.seed, slice_cores(plan, slices))
+    return local_executor(build_fm(plan.backbone, specs, opts.device, opts.dtype, opts.seed), opts.device)
