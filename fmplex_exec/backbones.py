@@ -50,7 +50,9 @@ class Backbone:
     dtype: torch.dtype
 
     def lora_modules(self, targets: tuple[str, ...]) -> list[str]:
-        """transformers module names for our LoRA targets on this family."""
+        """Module-name suffixes for our LoRA targets on this family. Suffixes can overlap (BERT's
+        ``output.dense`` also ends ``attention.output.dense``): use
+        :func:`fmplex_exec.vfm.lora_target_names` for the exact modules."""
         names = LORA_MODULES[self.spec.family]
         missing = [t for t in targets if t not in names]
         if missing:

@@ -51,7 +51,14 @@ def local_executor(fm, device: str) -> Executor:
             sync()
         return _errors(res)
 
+    run.memory = lambda: memory_of(fm)  # type: ignore[attr-defined]
     return run
+
+
+def memory_of(fm) -> dict:
+    """Real bytes of a PhysicalFM's backbone and of each task's extensions."""
+    return {"backbone_bytes": fm.backbone_bytes(),
+            "extension_bytes": {t: fm.extension_bytes(t) for t in fm.tasks()}}
 
 
 def slice_cores(plan: InstancePlan, slices: int) -> list[int]:
@@ -76,7 +83,7 @@ def _worker(conn, backbone, tasks, device, dtype, seed, cores, threads) -> None:
     except Exception as e:  # report and exit: the parent turns it into failed requests
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
-    conn.send(("ready", None))
+    conn.send(("ready", memory_of(fm)))
     from fmplex_sim.records import Batch, Request
 
     while True:
@@ -99,6 +106,10 @@ class ProcessExecutor:
         self.proc.start()
         kind, detail = self.conn.recv()
         self.failed = detail if kind == "error" else None
+        self._memory = detail if kind == "ready" else {"backbone_bytes": 0, "extension_bytes": {}}
+
+    def memory(self) -> dict:
+        return self._memory
 
     def __call__(self, batch: Batch) -> list[str]:
         if self.failed:

@@ -153,6 +153,22 @@ class Runtime:
             with w.cond:
                 sched.on_batch_done(decision, service, t1)
 
+    @staticmethod
+    def _memory(workers: list[_Worker]) -> dict:
+        """Real parameter bytes per instance, their total in GiB, and this process's peak RSS."""
+        import resource
+
+        per = {}
+        for w in workers:
+            probe = getattr(w.execute, "memory", None)
+            if probe is not None:
+                per[w.plan.id] = probe()
+        total = sum(m["backbone_bytes"] + sum(m["extension_bytes"].values()) for m in per.values())
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"instances": per, "weights_gib": round(total / 2**30, 4),
+                "peak_rss_gib": round(peak_kib / 2**20, 4),
+                "note": "peak RSS of the runtime process; spatial replicas' processes not included"}
+
     def run(self) -> tuple[Records, dict]:
         """Replay the workload; return records and the summary (simulator schema)."""
         workers, routes, unplaced = self._workers()
@@ -195,6 +211,7 @@ class Runtime:
                           batch_id=self.batch_of.copy(), instances=tuple(w.plan.id for w in workers),
                           instance=self.inst_of.copy(), reason=list(self.reason))
             service = dict(self.service)
+        memory = self._memory(workers)
         sysc = self.cfg.system
         latency = make_latency_model(self.cfg.latency_model)
         summary = summarize(
@@ -209,7 +226,8 @@ class Runtime:
                      "tasks_unplaced": len(unplaced_tasks),
                      "memory_gib": round(self.placement.memory_gib(), 4),
                      "instances": len(workers), "batches": self._batches,
-                     "engine": "fmplex_exec", "torch_device": self.opts.device},
+                     "engine": "fmplex_exec", "torch_device": self.opts.device,
+                     "memory_measured": memory},
             service_s=service, wall_s=wall,
         )
         check_accounting(summary)
