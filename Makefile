@@ -26,6 +26,7 @@ test: $(EXEC)
 
 bench: $(EXEC)
 	$(BIN)/python experiments/bench/bench.py --out results/bench
+	$(BIN)/python experiments/bench/exec_bench.py --json results/bench/exec.json
 
 clean:
 	rm -rf results .pytest_cache

@@ -1,0 +1,627 @@
+"""``fmplex-exec profile``: measure a backbone on this machine and write a latency profile.
+
+:func:`profile_backbone` times, under ``torch.inference_mode()`` and after warm-up, the parts
+of serving that the simulator's ``profile`` latency model reads (format and kinds:
+:mod:`fmplex_sim.latency.profile`):
+
+* ``forward``: one backbone forward over the full (batch x seq_len) grid, inputs already on
+  the device. Vision backbones take fixed-size images: their grid has a single ``seq_len``
+  column, the catalog's ``default_input_len`` (tokens per image).
+* ``lora``: the extra time of a forward carrying ``n`` distinct LoRA adapters of rank ``r``
+  (peft, one mixed-adapter batch through ``adapter_names``, rows split evenly) over the plain
+  forward, at a few (batch, seq_len) points. Plain and LoRA forwards are timed alternately
+  and the statistics are those of the paired differences, clamped at 0.
+* ``head``: an ``nn.Linear(hidden, outputs)`` over ``batch`` pooled rows.
+* ``overhead``: per-batch runtime work outside the forward, from per-request inputs to
+  per-request outputs (pad into one tensor + attention mask, move to the device, pool, split
+  the pooled rows per request back on the host): end-to-end time minus the forward's time,
+  both read from the same run.
+* ``load_backbone``: loading the backbone's weights from a state-dict file (page cache warm)
+  into the allocated model on the device, for the whole state dict and for about half of
+  it, so the simulator can fit ``fixed + bytes/bandwidth``. ``load_extension``: creating one
+  LoRA adapter (peft ``add_adapter``) and one head and loading their state dicts from files,
+  for a few sizes.
+
+Rows use the SIMULATOR's device name (``sim_device``: ``CPU`` for this host, ``H100-80GB``
+for an H100, ...) and a short dtype name (``fp32``, ``bf16``, ``fp16``). The comments record
+the command, package versions, host CPU, thread count, date and git commit.
+
+Timings use ``time.perf_counter``; on CUDA every timed region is bracketed by
+``torch.cuda.synchronize()``. Inputs come from a seeded ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from fmplex_exec.backbones import DTYPES, Backbone, load_backbone
+
+SHORT_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+LORA_TARGETS = ("q", "v")  # the simulator's default LoRA targets (ExtensionSpec.targets)
+QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outputs=(2,),
+             lora_points=((2, 16),), overhead_batches=(2,), extension_sizes=((4, 2),),
+             repeats=3, warmup=1)
+
+
+# -- timing -----------------------------------------------------------------------------------
+def _percentile(sorted_xs: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` in [0, 100] of already sorted values."""
+    if len(sorted_xs) == 1:
+        return sorted_xs[0]
+    pos = (len(sorted_xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+def summarize(samples_ms: Iterable[float]) -> dict:
+    """``median_ms``, ``p10_ms``, ``p90_ms`` and ``repeats`` of timed samples (ms)."""
+    xs = sorted(samples_ms)
+    if not xs:
+        raise ValueError("no samples")
+    return {"median_ms": round(_percentile(xs, 50), 6), "p10_ms": round(_percentile(xs, 10), 6),
+            "p90_ms": round(_percentile(xs, 90), 6), "repeats": len(xs)}
+
+
+class _Clock:
+    """``perf_counter`` in seconds, with the device drained first on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def __call__(self) -> float:
+        self.sync()
+        return time.perf_counter()
+
+
+def _bench(fns: Sequence[Callable[[], object]], clock: _Clock, repeats: int, warmup: int,
+           max_s: float, min_repeats: int = 3) -> list[list[float]]:
+    """Time each function in ``fns`` alternately (one round = each once) after ``warmup``
+    rounds; stop after ``repeats`` rounds, or earlier once ``max_s`` seconds were spent and at
+    least ``min_repeats`` rounds are in. Returns per-function lists of ms."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    for i in range(max(repeats, 1)):
+        for k, fn in enumerate(fns):
+            t0 = clock()
+            fn()
+            out[k].append((clock() - t0) * 1000.0)
+        if i + 1 >= min_repeats and time.perf_counter() - start > max_s:
+            break
+    return out
+
+
+class _Gate:
+    """Keeps other processes' CPU use out of the measurements (it is shared between sessions
+    on small hosts, and an oversubscribed OpenMP pool slows small forwards many times over).
+
+    :meth:`run` waits until other processes have used less than ``max_other`` cores over a
+    short window (at most ``wait_s``), runs one measurement, and redoes it (up to ``tries``
+    times) if other processes used more than ``max_other`` cores on average meanwhile. CPU
+    use comes from /proc/stat minus this process's own CPU time; without /proc/stat (or when
+    disabled) it just runs."""
+
+    def __init__(self, enabled: bool, max_other: float = 0.25, window_s: float = 0.2,
+                 wait_s: float = 60.0, tries: int = 4, budget_s: float = 900.0) -> None:
+        self.enabled = enabled and _busy_s() is not None
+        self.max_other, self.window_s, self.wait_s, self.tries = max_other, window_s, wait_s, tries
+        self.points = self.redone = self.noisy = 0
+        self.worst = 0.0
+        self.budget_s = budget_s  # total time the gate may spend waiting and redoing
+        self.spent_s = 0.0
+
+    @staticmethod
+    def _mark() -> tuple[float, float, float]:
+        return time.perf_counter(), _busy_s() or 0.0, _own_cpu_s()
+
+    @staticmethod
+    def _other(mark: tuple[float, float, float]) -> float:
+        t, busy, own = mark
+        dt = max(time.perf_counter() - t, 1e-9)
+        return max(0.0, ((_busy_s() or 0.0) - busy) - (_own_cpu_s() - own)) / dt
+
+    def _wait(self) -> None:
+        end = time.perf_counter() + self.wait_s
+        while time.perf_counter() < end:
+            m = self._mark()
+            time.sleep(self.window_s)
+            if self._other(m) <= self.max_other:
+                return
+
+    def run(self, fn: Callable[[], object]):
+        if not self.enabled or self.spent_s > self.budget_s:
+            return fn()
+        self.points += 1
+        for attempt in range(self.tries):
+            t0 = time.perf_counter()
+            self._wait()
+            self.spent_s += time.perf_counter() - t0
+            m = self._mark()
+            result = fn()
+            other = self._other(m)
+            if other <= self.max_other or attempt == self.tries - 1:
+                if other > self.max_other:
+                    self.noisy += 1
+                self.worst = max(self.worst, other)
+                return result
+            self.redone += 1
+            self.spent_s += time.perf_counter() - m[0]
+        raise AssertionError("unreachable")
+
+    def comment(self) -> str:
+        if not self.enabled:
+            return "quiet gate: off (measurements may include other processes' load)"
+        return (f"quiet gate: each point waited for other processes to use <= {self.max_other} "
+                f"cores and was redone if they used more meanwhile; {self.points} points, "
+                f"{self.redone} redone, {self.noisy} kept noisy after {self.tries} tries, worst "
+                f"accepted other-process load {self.worst:.2f} cores; {self.spent_s:.0f} s spent "
+                f"waiting/redoing{' (budget exhausted: later points ungated)' if self.spent_s > self.budget_s else ''}")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _dtype_name(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+    return SHORT_DTYPES[DTYPES[dtype]]
+
+
+def _is_vision(bb: Backbone) -> bool:
+    return bb.inputs == "pixel_values"
+
+
+def _request_inputs(bb: Backbone, lengths: list[int], gen: torch.Generator) -> list[torch.Tensor]:
+    """Per-request host inputs as a tokenizer / preprocessor would hand them over."""
+    if _is_vision(bb):
+        size = getattr(bb.model.config, "image_size", 224)
+        return [torch.randn(3, size, size, generator=gen) for _ in lengths]
+    if bb.inputs == "inputs_embeds":
+        return [torch.randn(n, bb.hidden, generator=gen) for n in lengths]
+    return [torch.randint(1, bb.spec.vocab, (n,), generator=gen) for n in lengths]
+
+
+def _collate(bb: Backbone, reqs: list[torch.Tensor]) -> tuple[dict, torch.Tensor | None]:
+    """Pad per-request inputs into one batch on the device: (model kwargs, attention mask)."""
+    dev = bb.device
+    if _is_vision(bb):
+        return {"pixel_values": torch.stack(reqs).to(dev, bb.dtype)}, None
+    L = max(r.shape[0] for r in reqs)
+    mask = torch.zeros(len(reqs), L, dtype=torch.long)
+    if bb.inputs == "inputs_embeds":
+        x = torch.zeros(len(reqs), L, bb.hidden)
+    else:
+        x = torch.zeros(len(reqs), L, dtype=torch.long)
+    for i, r in enumerate(reqs):
+        x[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+    mask = mask.to(dev)
+    if bb.inputs == "inputs_embeds":
+        return {"inputs_embeds": x.to(dev, bb.dtype), "attention_mask": mask}, mask
+    return {"input_ids": x.to(dev), "attention_mask": mask}, mask
+
+
+def _nbytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit or 'unknown'}{' (dirty)' if dirty else ''}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _busy_s() -> float | None:
+    """Seconds of CPU time the whole host has been busy (all cores), from /proc/stat."""
+    try:
+        f = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = sum(f[:8]) - f[3] - (f[4] if len(f) > 4 else 0)  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _versions() -> str:
+    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    for name in ("transformers", "peft"):
+        try:
+            mod = __import__(name)
+            parts.append(f"{name} {getattr(mod, '__version__', 'unknown')}")
+        except ImportError:
+            parts.append(f"{name} missing")
+    return ", ".join(parts)
+
+
+# -- the profile -------------------------------------------------------------------------------
+def profile_backbone(
+    name: str,
+    *,
+    device: str = "cpu",
+    dtype: str = "float32",
+    batches: Sequence[int] = (1, 2, 4, 8, 16),
+    seq_lens: Sequence[int] = (16, 32, 64, 128),
+    adapters: Sequence[int] = (1, 2, 4),
+    ranks: Sequence[int] = (8, 16),
+    outputs: Sequence[int] = (2, 128),
+    lora_points: Sequence[tuple[int, int]] = ((4, 32), (4, 128), (16, 64)),
+    overhead_batches: Sequence[int] = (1, 8),
+    extension_sizes: Sequence[tuple[int, int]] = ((8, 2), (16, 128), (64, 1000)),
+    repeats: int = 10,
+    warmup: int = 2,
+    max_point_s: float = 2.0,
+    threads: int | None = None,
+    sim_device: str = "CPU",
+    seed: int = 0,
+    quick: bool = False,
+    quiet: bool | None = None,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Measure ``name`` on ``device`` and return ``(rows, comments)`` for
+    :func:`fmplex_sim.latency.profile.write_profile` (kinds and method: module docstring).
+
+    ``repeats`` is the most timed repetitions per point, after ``warmup`` untimed ones; a
+    point stops early (at 3 or more repetitions) once it has taken ``max_point_s`` seconds.
+    ``threads``: ``torch.set_num_threads`` while profiling (default: all cores; restored
+    afterwards). ``quick=True`` replaces the grids, repeats and sizes with tiny ones (tests).
+    ``sim_device`` is the catalog device the rows describe (``CPU``, ``H100-80GB``, ...).
+    ``quiet`` (default: on unless ``quick``): wait for, and redo points disturbed by, other
+    processes' CPU use (:class:`_Gate`).
+    """
+    if quick:
+        batches, seq_lens, adapters, ranks = QUICK["batches"], QUICK["seq_lens"], QUICK["adapters"], QUICK["ranks"]
+        outputs, lora_points = QUICK["outputs"], QUICK["lora_points"]
+        overhead_batches, extension_sizes = QUICK["overhead_batches"], QUICK["extension_sizes"]
+        repeats, warmup = QUICK["repeats"], QUICK["warmup"]
+    short = _dtype_name(dtype)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: torch sees no CUDA device")
+    say = log or (lambda msg: None)
+    old_threads = torch.get_num_threads()
+    n_threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(n_threads)
+    clock = _Clock(dev)
+    gate = _Gate(not quick if quiet is None else quiet)
+    wall0, busy0, own0 = time.perf_counter(), _busy_s(), _own_cpu_s()
+    try:
+        t0 = time.perf_counter()
+        bb = load_backbone(name, device=device, dtype=dtype, seed=seed)
+        clock.sync()
+        build_s = time.perf_counter() - t0
+        common = {"backbone": name, "device": sim_device, "dtype": short}
+        rows: list[dict] = []
+        gen = torch.Generator().manual_seed(seed)
+        with torch.inference_mode():
+            rows += _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup,
+                                  max_point_s, say)
+            rows += _lora_rows(bb, common, adapters, ranks, lora_points, gen, clock, gate, repeats,
+                               warmup, max_point_s, say)
+            rows += _head_rows(bb, common, batches, outputs, gen, clock, gate, max(repeats, 20), warmup)
+            rows += _overhead_rows(bb, common, overhead_batches, max(seq_lens), gen, clock, gate,
+                                   repeats, warmup, max_point_s, say)
+        rows += _load_rows(bb, common, extension_sizes, clock, gate, min(repeats, 5), say)
+    finally:
+        torch.set_num_threads(old_threads)
+    wall_s = time.perf_counter() - wall0
+    busy1 = _busy_s()
+    if busy0 is not None and busy1 is not None:
+        other = max(0.0, (busy1 - busy0) - (_own_cpu_s() - own0)) / max(wall_s, 1e-9)
+        interference = (f"other processes kept {other:.2f} of {os.cpu_count()} cores busy on "
+                        f"average while profiling (0 = quiet host)")
+    else:
+        interference = "other processes' CPU use while profiling: unknown (no /proc/stat)"
+    cmd = command or " ".join(shlex.quote(a) for a in ["fmplex-exec", *sys.argv[1:]])
+    comments = [
+        "fmplex-exec profile (profile CSV format version 1)",
+        f"command: {cmd}",
+        f"backbone: {name} ({'pretrained' if bb.pretrained else 'random'} weights; latency does not "
+        f"depend on weight values), {bb.spec.params} catalog params, {bb.weight_bytes()} weight bytes",
+        f"device: {device} -> simulator device {sim_device}; dtype {dtype} ({short})",
+        f"host: {platform.node() or 'unknown'}, {platform.system()} {platform.release()}, "
+        f"cpu: {_cpu_model()} ({os.cpu_count()} logical cores), torch threads: {n_threads}",
+    ]
+    if dev.type == "cuda":
+        comments.append(f"gpu: {torch.cuda.get_device_name(dev)}, cuda {torch.version.cuda}")
+    comments += [
+        f"packages: {_versions()}",
+        f"date: {_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}",
+        f"git commit: {_git_commit()}",
+        f"grid: batches {list(batches)}, seq_lens "
+        f"{[bb.spec.default_input_len] if _is_vision(bb) else list(seq_lens)}, adapters "
+        f"{list(adapters)}, ranks {list(ranks)} (targets {','.join(LORA_TARGETS)}), lora points "
+        f"{[list(p) for p in lora_points]}, head outputs {list(outputs)}; repeats <= {repeats} "
+        f"(>= 3, capped at {max_point_s}s per point), warmup {warmup}, seed {seed}",
+        f"load_backbone(): {build_s * 1000:.1f} ms (model build/from_pretrained, not a row); "
+        f"load rows read state-dict files from a warm page cache",
+        f"profiling wall time: {wall_s:.1f} s",
+        interference,
+        gate.comment(),
+    ]
+    say(f"done in {wall_s:.1f} s")
+    return rows, comments
+
+
+def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
+    seqs = [bb.spec.default_input_len] if _is_vision(bb) else list(seq_lens)
+    rows = []
+    for b in batches:
+        for s in seqs:
+            x = bb.make_inputs(b, s, gen)
+            (ms,) = gate.run(lambda: _bench([lambda: bb.model(**x)], clock, repeats, warmup, max_s))
+            rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(ms)))
+            say(f"forward b={b} s={s}: {rows[-1]['median_ms']:.3f} ms")
+    return rows
+
+
+def _lora_rows(bb, common, adapters, ranks, points, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
+    from peft import LoraConfig, get_peft_model
+
+    if not adapters or not ranks or not points:
+        return []
+    targets = bb.lora_modules(LORA_TARGETS)
+    first = None
+    names: dict[int, list[str]] = {}
+    for r in ranks:
+        names[r] = [f"r{r}_a{i}" for i in range(max(adapters))]
+        for nm in names[r]:
+            cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0)
+            if first is None:
+                first = get_peft_model(copy.deepcopy(bb.model), cfg, adapter_name=nm)
+            else:
+                first.add_adapter(nm, cfg)
+    pm = first.eval()
+    rows = []
+    seen = set()
+    for b, s in points:
+        s = bb.spec.default_input_len if _is_vision(bb) else s
+        if (b, s) in seen:
+            continue
+        seen.add((b, s))
+        x = bb.make_inputs(b, s, gen)
+        for r in ranks:
+            for n in adapters:
+                use = [names[r][i * n // b] for i in range(b)]  # rows split evenly over n adapters
+                plain, lora = gate.run(lambda: _bench(
+                    [lambda: bb.model(**x), lambda: pm(**x, adapter_names=use)],
+                    clock, repeats, warmup, max_s))
+                diffs = [max(0.0, lo - pl) for pl, lo in zip(plain, lora)]
+                rows.append(dict(common, kind="lora", batch=b, seq_len=s, n_adapters=n, rank=r,
+                                 **summarize(diffs)))
+                say(f"lora b={b} s={s} n={n} r={r}: +{rows[-1]['median_ms']:.3f} ms")
+    del pm, first
+    return rows
+
+
+def _head_rows(bb, common, batches, outputs, gen, clock, gate, repeats, warmup) -> list[dict]:
+    rows = []
+    for o in outputs:
+        head = nn.Linear(bb.hidden, o).to(bb.device, bb.dtype).eval()
+        for b in batches:
+            x = torch.randn(b, bb.hidden, generator=gen).to(bb.device, bb.dtype)
+            (ms,) = gate.run(lambda: _bench([lambda: head(x)], clock, repeats, warmup, max_s=1.0))
+            rows.append(dict(common, kind="head", batch=b, outputs=o, **summarize(ms)))
+    return rows
+
+
+def _overhead_rows(bb, common, batches, seq_len, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
+    """End-to-end (per-request inputs -> per-request pooled outputs) minus the forward."""
+    rows = []
+    seq_len = bb.spec.default_input_len if _is_vision(bb) else seq_len
+    for b in batches:
+        lengths = [int(v) for v in torch.randint(max(1, seq_len // 2), seq_len + 1, (b,), generator=gen)]
+        lengths[0] = seq_len
+        reqs = _request_inputs(bb, lengths, gen)
+
+        def one() -> float:
+            t0 = clock()
+            x, mask = _collate(bb, reqs)
+            t1 = clock()
+            out = bb.model(**x)
+            t2 = clock()
+            pooled = bb.pooled(out, mask).float().cpu()
+            per_request = list(pooled.split(1))
+            assert len(per_request) == b
+            t3 = clock()
+            return ((t3 - t0) - (t2 - t1)) * 1000.0
+
+        def point() -> list[float]:
+            for _ in range(warmup):
+                one()
+            samples, start = [], time.perf_counter()
+            for i in range(max(repeats, 1)):
+                samples.append(max(0.0, one()))
+                if i + 1 >= 3 and time.perf_counter() - start > max_s:
+                    break
+            return samples
+
+        samples = gate.run(point)
+        rows.append(dict(common, kind="overhead", backbone="*", batch=b, seq_len=seq_len,
+                         **summarize(samples)))
+        say(f"overhead b={b}: {rows[-1]['median_ms']:.3f} ms")
+    return rows
+
+
+def _load_rows(bb, common, extension_sizes, clock, gate, repeats, say) -> list[dict]:
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    rows = []
+    repeats = max(repeats, 1)
+    state = {k: v.detach().to("cpu").clone() for k, v in bb.model.state_dict().items()}
+    with tempfile.TemporaryDirectory(prefix="fmplex-profile-") as tmp:
+        # backbone: about half of the state dict (by bytes, in key order) and all of it
+        total = _nbytes(state.values())
+        half, acc = {}, 0
+        for k, v in state.items():
+            if acc >= total / 2:
+                break
+            half[k] = v
+            acc += v.numel() * v.element_size()
+        for label, sd in (("half", half), ("full", state)):
+            path = Path(tmp) / f"backbone-{label}.pt"
+            torch.save(sd, path)
+            nbytes = _nbytes(sd.values())
+            def backbone_point() -> list[float]:
+                samples = []
+                for i in range(repeats + 1):  # the first read warms the page cache (untimed)
+                    t0 = clock()
+                    loaded = torch.load(path, map_location="cpu", weights_only=True)
+                    bb.model.load_state_dict(loaded, strict=False)
+                    t1 = clock()
+                    del loaded
+                    if i:
+                        samples.append((t1 - t0) * 1000.0)
+                return samples
+
+            samples = gate.run(backbone_point)
+            rows.append(dict(common, kind="load_backbone", backbone=bb.spec.name, bytes=nbytes,
+                             **summarize(samples)))
+            say(f"load_backbone {nbytes} B: {rows[-1]['median_ms']:.1f} ms")
+        del state, half
+        # extensions: one LoRA adapter + one head per size, created and loaded from files
+        targets = bb.lora_modules(LORA_TARGETS)
+        base = get_peft_model(copy.deepcopy(bb.model),
+                              LoraConfig(r=1, target_modules=targets, lora_dropout=0.0), adapter_name="base")
+        for r, o in extension_sizes:
+            cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0)
+            base.add_adapter("src", cfg)
+            gen = torch.Generator().manual_seed(r * 100003 + o)
+            lsd = {k: torch.randn(v.shape, generator=gen).to(v.dtype)
+                   for k, v in _adapter_state(base, "src").items()}
+            base.delete_adapter("src")
+            hsd = {"weight": torch.randn(o, bb.hidden, generator=gen).to(bb.dtype),
+                   "bias": torch.zeros(o, dtype=bb.dtype)}
+            lpath, hpath = Path(tmp) / f"lora-{r}.pt", Path(tmp) / f"head-{o}.pt"
+            torch.save(lsd, lpath)
+            torch.save(hsd, hpath)
+            nbytes = _nbytes(lsd.values()) + _nbytes(hsd.values())
+            def extension_point() -> list[float]:
+                samples = []
+                for i in range(repeats + 1):
+                    t0 = clock()
+                    base.add_adapter("ext", cfg)
+                    set_peft_model_state_dict(
+                        base, torch.load(lpath, map_location="cpu", weights_only=True), adapter_name="ext")
+                    head = nn.Linear(bb.hidden, o, device=bb.device, dtype=bb.dtype)
+                    head.load_state_dict(torch.load(hpath, map_location="cpu", weights_only=True))
+                    t1 = clock()
+                    base.delete_adapter("ext")
+                    del head
+                    if i:
+                        samples.append((t1 - t0) * 1000.0)
+                return samples
+
+            samples = gate.run(extension_point)
+            rows.append(dict(common, kind="load_extension", backbone="*", bytes=nbytes, rank=r,
+                             outputs=o, **summarize(samples)))
+            say(f"load_extension r={r} outputs={o} {nbytes} B: {rows[-1]['median_ms']:.2f} ms")
+        del base
+    return rows
+
+
+def _adapter_state(pm, adapter: str) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(pm, adapter_name=adapter).items()}
+
+
+# -- command line -------------------------------------------------------------------------------
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    if text is None or text == "":
+        return None
+    return tuple(int(v) for v in str(text).split(","))
+
+
+def default_sim_device(device: str) -> str:
+    """Catalog device for a torch device: ``CPU`` for cpu; for cuda the catalog GPU whose name
+    prefix (``H100``, ``A100``, ``L4``) appears in the CUDA device name."""
+    from fmplex_sim.catalog import DEVICES
+
+    if torch.device(device).type == "cpu":
+        return "CPU"
+    gpu = torch.cuda.get_device_name(torch.device(device)).upper().replace(" ", "")
+    hits = [d for d in DEVICES if d != "CPU" and d.split("-")[0].upper() in gpu]
+    if len(hits) != 1:
+        raise ValueError(f"cannot tell the catalog device for {gpu!r}; pass --sim-device")
+    return hits[0]
+
+
+def add_profile_arguments(p) -> None:
+    """Arguments of ``fmplex-exec profile`` on an argparse (sub)parser."""
+    p.add_argument("--backbone", required=True, help="catalog backbone name")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N]")
+    p.add_argument("--out", required=True, help="profile CSV to write")
+    p.add_argument("--dtype", default="float32", help="float32|bfloat16|float16 (or fp32|bf16|fp16)")
+    p.add_argument("--sim-device", help="catalog device the profile describes (default: CPU for "
+                   "cpu, guessed from the GPU name for cuda)")
+    p.add_argument("--quick", action="store_true", help="tiny grids and few repeats (tests)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--batches", help="comma-separated batch grid")
+    p.add_argument("--seq-lens", help="comma-separated seq_len grid")
+    p.add_argument("--repeats", type=int, help="most timed repetitions per point")
+    p.add_argument("--warmup", type=int, help="untimed repetitions per point")
+
+
+def main_profile(args) -> int:
+    """``fmplex-exec profile``: profile ``args.backbone`` and write ``args.out``."""
+    from fmplex_sim.catalog import get_device
+    from fmplex_sim.latency.profile import write_profile
+
+    sim_device = getattr(args, "sim_device", None) or default_sim_device(args.device)
+    get_device(sim_device)  # unknown catalog device -> error before measuring
+    kw: dict = {}
+    for key, val in (("batches", _ints(getattr(args, "batches", None))),
+                     ("seq_lens", _ints(getattr(args, "seq_lens", None))),
+                     ("repeats", getattr(args, "repeats", None)),
+                     ("warmup", getattr(args, "warmup", None))):
+        if val is not None:
+            kw[key] = val
+    rows, comments = profile_backbone(
+        args.backbone, device=args.device, dtype=getattr(args, "dtype", None) or "float32",
+        sim_device=sim_device, quick=bool(getattr(args, "quick", False)),
+        threads=getattr(args, "threads", None),
+        log=lambda msg: print(msg, file=sys.stderr, flush=True), **kw)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_profile(out, rows, comments)
+    print(f"wrote {len(rows)} rows to {out}")
+    return 0

