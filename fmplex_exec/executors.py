@@ -76,7 +76,8 @@ def _worker(conn, backbone, tasks, device, dtype, seed, cores, threads) -> None:
         os.sched_setaffinity(0, set(cores))
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    if threads:
+        torch.set_num_threads(threads)
     try:
         fm = build_fm(backbone, tasks, device, dtype, seed)
         run = local_executor(fm, device)
@@ -127,9 +128,11 @@ class ProcessExecutor:
 
 
 def make_executor(plan: InstancePlan, tasks: dict[str, TaskSpec], opts) -> Executor:
-    """The executor of one instance: a worker process for a CPU slice, else in-process."""
+    """The executor of one instance: a worker process per slice (pinned to its cores on CPU; on
+    CUDA one process per slice, without MIG or MPS limits on its share), else in-process."""
     specs = [tasks[t] for t in plan.tasks]
-    if plan.share < 1.0 and opts.device == "cpu":
+    if plan.share < 1.0:
         slices = max(1, round(1 / plan.share))
-        return ProcessExecutor(plan, specs, opts.device, opts.dtype, opts.seed, slice_cores(plan, slices))
+        cores = slice_cores(plan, slices) if opts.device == "cpu" else []
+        return ProcessExecutor(plan, specs, opts.device, opts.dtype, opts.seed, cores)
     return local_executor(build_fm(plan.backbone, specs, opts.device, opts.dtype, opts.seed), opts.device)

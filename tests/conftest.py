@@ -98,3 +98,19 @@ def traces() -> Path:
             pytest.fail(f"the public traces folder {PUBLIC_TRACES} is missing; CI must provide ../shared/traces")
         pytest.skip(f"public traces not found at {PUBLIC_TRACES} (see traces/README.md for where to get them)")
     return PUBLIC_TRACES
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need CUDA: skip them, with the reason, where none is present."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu); none is present here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
