@@ -18,15 +18,10 @@ import os
 import sys
 
 from fmplex_exec import __version__
+from fmplex_sim.clitools import OneLineParser, run_cli
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-exec"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
-        sys.exit(2)
 
 
 def cmd_env(args) -> int:
@@ -73,7 +68,7 @@ def cmd_replay(args) -> int:
     records, summary = Runtime(cfg, wl, make_executor, opts).run()
     with results_dir(args.out) as tmp:
         write_yaml(tmp / "config.yaml", cfg.to_dict())
-        prov = provenance(cfg.seed, summary["latency_model"], [PROG, *sys.argv[1:]])
+        prov = provenance(cfg.seed, summary["latency_model"], args.argv)
         prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype}
         write_json(tmp / "provenance.json", prov)
         write_json(tmp / "workload.json", info)
@@ -93,9 +88,9 @@ def cmd_profile(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Run FMplex policies on real models.")
+    p = OneLineParser(prog=PROG, description="Run FMplex policies on real models.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     r = sub.add_parser("replay", help="replay a config's workload on real models")
     r.add_argument("config")
     r.add_argument("--out", required=True)
@@ -119,21 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else 0
-    try:
-        return args.func(args)
-    except InputError as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted; no results were written\n")
-        return 130
+    return run_cli(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from fmplex_sim.clitools import OneLineParser, run_cli
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-sim"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line and exits 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
-        sys.exit(2)
 
 
 def _progress_bar(total: float, desc: str):
@@ -174,8 +167,8 @@ def cmd_catalog(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Simulate serving many tasks on shared foundation-model backbones.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineParser(prog=PROG, description="Simulate serving many tasks on shared foundation-model backbones.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def common(sp):
         sp.add_argument("config", help="YAML run configuration")
@@ -197,31 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_catalog)
     from fmplex_sim.cli_trace import add_parsers
 
-    add_parsers(sub, _Parser)
+    add_parsers(sub, OneLineParser)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: the process's arguments); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error (2, already reported on one line)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    args.argv = [PROG, *argv]  # recorded in provenance.json
-    try:
-        return args.func(args)
-    except InputError as e:
-        sys.stderr.write(f"{PROG}: error: {e}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted; no results were written\n")
-        return 130
-    except BrokenPipeError:
-        # The reader of stdout went away (e.g. `| head`); results are already written.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+    return run_cli(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

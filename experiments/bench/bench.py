@@ -10,7 +10,6 @@ as the headline. Usage: python experiments/bench/bench.py [--requests N] [--repe
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys

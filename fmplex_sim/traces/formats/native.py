@@ -32,7 +32,6 @@ from fmplex_sim.traces.base import TRACE_FORMATS, Trace
 from fmplex_sim.traces.formats._csv import (
     INT32_MAX,
     Col,
-    FirstProblem,
     check_window,
     data_lines,
     header_columns,
