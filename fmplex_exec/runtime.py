@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from fmplex_sim.catalog import get_device
+from fmplex_sim.catalog import get_backbone, get_device
 from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
@@ -31,6 +31,7 @@ from fmplex_sim.latency.base import InstanceCost
 from fmplex_sim.metrics import Records, check_accounting, summarize
 from fmplex_sim.policies.placement import InstancePlan, make_placement
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
+from fmplex_sim.policies.scheduling.base import charge_shares
 from fmplex_sim.records import Batch, Request, Wait
 from fmplex_sim.workload import Workload
 
@@ -97,8 +98,6 @@ class Runtime:
         self.placement = placement
         workers = []
         for i, plan in enumerate(placement.instances):
-            from fmplex_sim.catalog import get_backbone
-
             ic = InstanceCost(latency, get_backbone(plan.backbone), dev, plan.share,
                               [self.tasks[t] for t in plan.tasks])
             seq = max(self.tasks[t].input_len for t in plan.tasks)
@@ -138,7 +137,6 @@ class Runtime:
             with self._lock:
                 bid = self._batches
                 self._batches += 1
-                work: dict[str, int] = {}
                 for r, err in zip(decision.requests, errors):
                     self.start[r.id] = t0
                     if err:
@@ -146,10 +144,8 @@ class Runtime:
                     else:
                         self.finish[r.id] = t1
                         self.batch_of[r.id] = bid
-                    work[r.task] = work.get(r.task, 0) + r.input_len + r.output_len
-                total = sum(work.values())
-                for t, x in work.items():
-                    self.service[t] += service * x / total
+                for t, share in charge_shares(decision, service).items():
+                    self.service[t] += share
             with w.cond:
                 sched.on_batch_done(decision, service, t1)
 

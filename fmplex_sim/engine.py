@@ -30,6 +30,7 @@ from fmplex_sim.latency import make_latency_model
 from fmplex_sim.latency.base import InstanceCost, LatencyModel
 from fmplex_sim.policies.placement import InstancePlan, Placement, make_placement
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
+from fmplex_sim.policies.scheduling.base import charge_shares
 from fmplex_sim.records import Request, Wait
 from fmplex_sim.specs import TaskSpec
 from fmplex_sim.workload import Workload
@@ -385,14 +386,8 @@ class Engine:
                 finish[i] = t1
                 batch_of[i] = bid
             inst.outstanding -= len(reqs)
-            total = 0
-            work: dict[str, int] = {}
-            for r in reqs:
-                w = r.input_len + r.output_len
-                work[r.task] = work.get(r.task, 0) + w
-                total += w
-            for task, w in work.items():
-                service[task] += service_s * w / total
+            for task, share in charge_shares(batch, service_s).items():
+                service[task] += share
         inst.sched.on_batch_done(batch, service_s, t1)
         inst.inflight -= 1
         if not inst.jit_timer and inst.sched.queues.total:

@@ -228,14 +228,6 @@ class InstanceCost:
                 self._cache[key] = t
         return t
 
-    def batch_s(self, batch: Batch) -> float:
-        """Service time of ``batch`` on this instance."""
-        return self.times(batch)[0]
-
-    def host_s(self, batch: Batch) -> float:
-        """The host part of ``batch``'s service time (at most the whole of it)."""
-        return self.times(batch)[1]
-
     def estimate(self, rows: int, seq_len: int, n_adapters: int) -> float:
         """Shape-only estimate for schedulers: backbone plus ``n_adapters`` LoRA adapters."""
         key = (rows, seq_len, n_adapters)
