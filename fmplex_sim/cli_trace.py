@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -26,16 +27,28 @@ def _window(args) -> tuple[float, float | None] | None:
     if args.window_start is None and args.window_duration is None:
         return None
     start = args.window_start or 0.0
-    if start < 0:
-        raise InputError("--window-start", str(start), "must be >= 0")
-    if args.window_duration is not None and args.window_duration <= 0:
-        raise InputError("--window-duration", str(args.window_duration), "must be > 0")
+    if not (math.isfinite(start) and start >= 0):
+        raise InputError("--window-start", str(start), "must be a finite number >= 0")
+    if args.window_duration is not None and not (math.isfinite(args.window_duration) and args.window_duration > 0):
+        raise InputError("--window-duration", str(args.window_duration), "must be a finite number > 0")
     return (start, args.window_duration)
+
+
+def _check_common(args, fmt: str) -> None:
+    """Options of both commands that the loaders would otherwise report against the trace file."""
+    if args.seed < 0:
+        raise InputError("--seed", str(args.seed), "must be >= 0")
+    if args.input_len is not None and fmt != "servegen":
+        raise InputError("--input-len", str(args.input_len),
+                         f"only for servegen; {fmt} traces carry their own lengths")
+    if args.input_len is not None and args.input_len < 1:
+        raise InputError("--input-len", str(args.input_len), "must be >= 1")
 
 
 def _read(args):
     from fmplex_sim.traces import load_trace
 
+    _check_common(args, _format(args.format))
     if not Path(args.path).exists():
         raise InputError(args.path, "", "no such file or folder")
     return load_trace(_format(args.format), args.path, seed=args.seed, window=_window(args),
@@ -52,6 +65,7 @@ def cmd_info(args) -> int:
     if fmt == "servegen":
         from fmplex_sim.traces.formats.servegen import statistics
 
+        _check_common(args, fmt)
         if not Path(args.path).exists():
             raise InputError(args.path, "", "no such file or folder")
         recorded = statistics(args.path, _window(args), args.input_len or 256)
@@ -97,17 +111,26 @@ def cmd_convert(args) -> int:
     from fmplex_sim.traces import shape_trace
     from fmplex_sim.traces.formats.native import write_native
 
-    if args.rate_scale <= 0:
-        raise InputError("--rate-scale", str(args.rate_scale), "must be > 0")
-    if args.burstiness_scale <= 0:
-        raise InputError("--burstiness-scale", str(args.burstiness_scale), "must be > 0")
+    if not (math.isfinite(args.rate_scale) and args.rate_scale > 0):
+        raise InputError("--rate-scale", str(args.rate_scale), "must be a finite number > 0")
+    if not (math.isfinite(args.burstiness_scale) and args.burstiness_scale > 0):
+        raise InputError("--burstiness-scale", str(args.burstiness_scale), "must be a finite number > 0")
+    if args.zipf is not None and not (math.isfinite(args.zipf) and args.zipf >= 0):
+        raise InputError("--zipf", str(args.zipf), "must be a finite number >= 0")
     if args.max_requests is not None and args.max_requests < 1:
         raise InputError("--max-requests", str(args.max_requests), "must be >= 1")
     if args.tasks is not None and args.tasks < 1:
         raise InputError("--tasks", str(args.tasks), "must be >= 1")
     out = Path(args.out)
+    if not args.out.strip() or out.name in ("", ".", ".."):
+        raise InputError("--out", args.out, "name a file to write")
     if out.exists() and not out.is_file():
         raise InputError("--out", args.out, "exists and is not a file")
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError("--out", args.out, f"{parent} is not a folder")
     trace = _read(args)
     had_ids = trace.task is not None
     n_tasks = args.tasks or (len(trace.task_names) if had_ids else 1)
@@ -116,13 +139,19 @@ def cmd_convert(args) -> int:
                          burstiness_scale=args.burstiness_scale, rate_scale=args.rate_scale,
                          max_requests=args.max_requests, where="shaping")
     names = shaped.task_names if had_ids else tuple(f"task-{k}" for k in range(n_tasks))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    except OSError as e:
+        raise InputError("--out", args.out, f"cannot write here: {e.strerror or e}") from None
     os.close(fd)
     try:
         write_native(tmp, shaped.arrival_s, np.asarray(names, dtype=object)[shaped.task],
                      shaped.input_len, shaped.output_len)
         os.replace(tmp, out)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError("--out", args.out, f"cannot write: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

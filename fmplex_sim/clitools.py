@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from fmplex_sim.errors import InputError
@@ -44,3 +45,30 @@ def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+# Files that mark a folder as one these tools wrote (a run or a comparison): only such a folder,
+# or an empty one, is replaced by --out.
+_RESULT_MARKERS = ("provenance.json", "comparison.csv")
+
+
+def check_results_out(out: str) -> None:
+    """Refuse an --out that would replace something that is not a previous results folder.
+
+    Called before any work, so a bad --out costs nothing and leaves nothing behind."""
+    if not out.strip():
+        raise InputError("--out", "", "name a results folder")
+    path = Path(out)
+    target = Path(os.path.abspath(path))
+    cwd = Path.cwd().resolve()
+    if path.name in ("", ".", "..") or target.resolve() == cwd or target.resolve() in cwd.parents:
+        raise InputError("--out", out, "would replace the current folder or one above it; name a new folder")
+    if path.is_symlink():
+        raise InputError("--out", out, "is a symbolic link; name the folder itself")
+    if path.exists():
+        if not path.is_dir():
+            raise InputError("--out", out, "exists and is not a folder")
+        if any(path.iterdir()) and not any((path / m).is_file() for m in _RESULT_MARKERS):
+            raise InputError(
+                "--out", out, "exists and is not a results folder of fmplex-sim; refusing to replace it"
+            )

@@ -15,4 +15,5 @@ class InputError(Exception):
         self.where = where  # key path like "tasks[3].arrival.cv", or "line 12"
         self.problem = problem  # what is wrong, e.g. "must be > 0, got -1"
         parts = [p for p in (source, where, problem) if p]
-        super().__init__(": ".join(parts).replace("\n", " "))
+        # One line whatever the parts hold (a key or file name may carry \r, \x85, \u2028, ...).
+        super().__init__(" ".join(": ".join(parts).splitlines()))

@@ -28,6 +28,8 @@ INT32_MAX = 2**31 - 1
 
 # "2023-11-16 18:15:46.6805900" or "2024-11-15 16:57:50" (a "T" separator is accepted too)
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?")
+# Years that int64 nanoseconds hold (numpy wraps silently outside them), compared as text.
+_YEARS = ("1678", "2262")  # first year in range, first year out of range
 
 
 def source_of(path: str | os.PathLike) -> str:
@@ -183,6 +185,8 @@ def _datetime_problem(col: Col, v: str) -> str | None:
     if not s:
         return None if col.empty is not None else f"{col.name} is empty"
     if _DATETIME.fullmatch(s):
+        if not _YEARS[0] <= s < _YEARS[1]:
+            return f"{col.name} {v!r} is out of range (years {_YEARS[0]} to {int(_YEARS[1]) - 1})"
         try:
             np.datetime64(s, "ns")
             return None
@@ -207,9 +211,13 @@ def convert(path, values: list[str], col: Col, problems: FirstProblem) -> np.nda
         values = [v if v.strip() else col.empty for v in values]
     if col.kind == "datetime":
         try:
-            if not all(_DATETIME.fullmatch(v.strip()) for v in values):
+            text = [v.strip() for v in values]
+            if not all(_DATETIME.fullmatch(v) for v in text):
                 raise ValueError("format")
-            ns = np.array([v.strip() for v in values], dtype="datetime64[ns]").astype(np.int64)
+            chars = np.array(text, dtype=str)
+            if bool(((chars < _YEARS[0]) | (chars >= _YEARS[1])).any()):
+                raise ValueError("range")
+            ns = chars.astype("datetime64[ns]").astype(np.int64)
             return ns
         except ValueError:
             for i, v in enumerate(values):
@@ -328,6 +336,14 @@ def check_window(path, window) -> tuple[float, float] | None:
             source_of(path), "window", f"must have a finite start and a duration > 0 (or None), got {window!r}"
         )
     return start, duration
+
+
+def seconds_from_first(ns: np.ndarray) -> np.ndarray:
+    """``(ns - ns.min()) / 1e9`` as float64, the difference taken in unsigned 64-bit integers
+    so that spans of more than 292 years do not wrap around."""
+    if ns.shape[0] == 0:
+        return ns.astype(np.float64)
+    return (ns.view(np.uint64) - ns.min(keepdims=True).view(np.uint64)).astype(np.float64) / 1e9
 
 
 def order_by_time(arrival_s: np.ndarray) -> np.ndarray | None:

@@ -38,6 +38,7 @@ from fmplex_sim.traces.formats._csv import (
     order_by_time,
     read_table,
     read_text,
+    seconds_from_first,
     source_of,
     split_lines,
 )
@@ -77,7 +78,7 @@ def load(path: str, *, seed: int = 0, window: tuple[float, float | None] | None 
         lines[0].strip(),
     )
     ns = table["gmt_create"]
-    arrival = (ns - ns.min()).astype(np.float64) / 1e9
+    arrival = seconds_from_first(ns)
     input_len = np.rint(table["prompt_length"]).astype(np.int32)
     groups = table["groupId"]
     models = table["checkpoint_model_version_id"]

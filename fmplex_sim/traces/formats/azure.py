@@ -27,6 +27,7 @@ from fmplex_sim.traces.formats._csv import (
     order_by_time,
     read_table,
     read_text,
+    seconds_from_first,
     source_of,
     split_lines,
 )
@@ -53,7 +54,7 @@ def load(path: str, *, seed: int = 0, window: tuple[float, float | None] | None 
         lines[0].strip(),
     )
     ns = table["TIMESTAMP"]
-    arrival = (ns - ns.min()).astype(np.float64) / 1e9
+    arrival = seconds_from_first(ns)
     input_len = table["ContextTokens"].astype(np.int32)
     output_len = table["GeneratedTokens"].astype(np.int32)
     order = order_by_time(arrival)

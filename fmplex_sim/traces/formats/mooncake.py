@@ -47,6 +47,10 @@ def _problem(obj) -> str | None:
         if type(v) not in (int, float):
             shown = json.dumps(v)
             return f"{k} {shown if len(shown) <= 40 else shown[:37] + '...'} is not a number"
+        try:
+            float(v)
+        except OverflowError:
+            return f"{k} (a whole number of {len(str(abs(v)))} digits) is out of range"
         if not math.isfinite(v):
             return f"{k} {v} is not a finite number"
         if v < 0:
@@ -67,6 +71,12 @@ def _scan(path, lines: list[str]) -> None:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             problems.add(i, f"not valid JSON ({err.msg} at column {err.colno})")
+            break
+        except ValueError:  # an integer of more than 4300 digits
+            problems.add(i, "a number with too many digits")
+            break
+        except RecursionError:
+            problems.add(i, "not a request: JSON nested too deeply")
             break
         p = _problem(obj)
         if p:
@@ -97,7 +107,7 @@ def load(path: str, *, seed: int = 0, window: tuple[float, float | None] | None 
             raise ValueError("timestamps")
         if not ((both >= 0).all() and (both == np.floor(both)).all() and (both <= INT32_MAX).all()):
             raise ValueError("lengths")
-    except (ValueError, KeyError, TypeError, IndexError) as err:
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError, RecursionError) as err:
         _scan(path, lines)
         raise InputError(source_of(path), "", f"cannot be read as JSON lines ({err})") from None
     arrival = (ts_a - ts_a.min()) / 1000.0

@@ -157,6 +157,11 @@ def _read_client(path: str) -> dict:
     length = np.empty_like(start)
     length[:-1] = np.diff(start)
     length[-1] = length[-2] if start.shape[0] > 1 else DEFAULT_WINDOW_S
+    with np.errstate(over="ignore"):
+        bad = np.flatnonzero(~(np.isfinite(start + length) & np.isfinite(rate * length)))
+    if bad.shape[0]:
+        raise InputError(source_of(path), f"line {bad[0] + 1}",
+                         "the window's end or its request count (rate x length) is beyond the float range")
     # pattern and arg1 are read only for the windows generated (any text is valid there)
     return {"start": start, "length": length, "rate": rate, "cv": cv, "lines": lines}
 
@@ -248,7 +253,8 @@ def load(
         span = max(span, float(end[-1]))
         sel = np.flatnonzero((c["rate"] > 0) & (c["start"] < hi) & (end > lo))
         overlap = np.minimum(end[sel], hi) - np.maximum(c["start"][sel], lo)
-        expected += float((c["rate"][sel] * overlap).sum())
+        with np.errstate(over="ignore"):  # an overflowing sum is over max_requests: refused below
+            expected += float((c["rate"][sel] * overlap).sum())
         plan.extend((pos, cid, int(i)) for i in sel)
     if expected > max_requests:
         what = "the whole trace" if win is None else f"window {window!r}"
@@ -313,9 +319,13 @@ def statistics(path: str, window: tuple[float, float | None] | None = None, inpu
         first = min(first, float(c["start"][0]))
         overlap = np.clip(np.minimum(end, hi) - np.maximum(c["start"], lo), 0.0, None)
         n = c["rate"] * overlap
-        counts.append(float(n.sum()))
-        weighted_cv += float((n * c["cv"]).sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # huge sums: refused below
+            counts.append(float(n.sum()))
+            weighted_cv += float((n * c["cv"]).sum())
     total = sum(counts)
+    if not math.isfinite(total):
+        raise InputError(src, "", "the recorded request count (rate x length over the windows) "
+                         "is beyond the float range")
     dur = (min(hi, span) - max(lo, first)) if win is not None else span - first
     order = np.argsort(-np.asarray(counts), kind="stable")[:10]
     names = [f"client-{cid}" for cid, _ in files]
