@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-sim
 EXEC   := $(VENV)/.installed-exec
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/fmplex-sim compare experiments/demo/config.yaml --systems spatial,colocate,fmplex --out results/demo
+
+# The paper's figures: every simulation behind them, then the PNG/PDF figures and headlines.json
+# (results/figures/). Reads ../shared/traces and results/validation/ when present; runs no torch.
+figures: $(STAMP)
+	$(BIN)/python experiments/figures/make_figures.py --out results/figures
 
 # The execution harness needs torch (CPU build, pinned), transformers and peft.
 $(EXEC): $(STAMP)

@@ -1,0 +1,175 @@
+"""Where sweep points run: in this process, a local process pool, or Ray tasks.
+
+Every backend runs :func:`simulate_point`, which returns a point's results folder as bytes;
+only the sweep's own process writes into the sweep folder. So a worker can be stopped at any
+moment without leaving anything half-written there, and Ray workers on other machines need no
+shared filesystem (they need fmplex installed). ``map(configs)`` yields ``(index, files)`` as
+points finish; ``abort()`` stops whatever is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from fmplex_sim.config import RunConfig
+from fmplex_sim.errors import InputError
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a sweep (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn the first SIGINT or SIGTERM inside the block into :class:`Interrupted`; later
+    ones are ignored, so cleanup runs to the end. Outside the main thread: no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+
+    def handler(signum, frame):
+        for s in sigs:
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def simulate_point(cfg: RunConfig, argv: list[str] | None) -> dict[str, bytes]:
+    """Simulate one point; its results folder (the files of ``fmplex-sim run``) as bytes."""
+    from fmplex_sim.run import prepare, simulate, write_run
+
+    cfg, wl, info = prepare(cfg)
+    out = simulate(cfg, wl)
+    with tempfile.TemporaryDirectory(prefix="fmplex-point-") as d:
+        write_run(Path(d), cfg, out, argv, workload_info=info)
+        return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+
+
+class InProcess:
+    """Run points one after another in this process (``--workers 1``)."""
+
+    def __init__(self, argv: list[str] | None) -> None:
+        self.argv = argv
+
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[tuple[int, dict[str, bytes]]]:
+        for i, cfg in enumerate(configs):
+            yield i, simulate_point(cfg, self.argv)
+
+    def abort(self) -> None:
+        pass
+
+
+class _WorkerStop(SystemExit):
+    """SIGTERM in a pool worker: unwinds (removing its temporary folder), exits quietly."""
+
+
+def _worker_stop(signum, frame):
+    raise _WorkerStop(128 + signum)
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the sweep, which stops us
+    signal.signal(signal.SIGTERM, _worker_stop)
+
+
+def _pool_point(cfg: RunConfig, argv: list[str] | None) -> dict[str, bytes]:
+    try:
+        return simulate_point(cfg, argv)
+    except _WorkerStop as e:
+        os._exit(e.code)  # the pool would hand us the next point otherwise
+
+
+class Pool:
+    """A local pool of ``workers`` processes (spawned, so nothing of this process leaks in)."""
+
+    def __init__(self, workers: int, argv: list[str] | None) -> None:
+        self.workers, self.argv = workers, argv
+        self._ex: ProcessPoolExecutor | None = None
+        self._before: set = set()
+
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[tuple[int, dict[str, bytes]]]:
+        if not configs:
+            return
+        self._before = set(multiprocessing.active_children())
+        self._ex = ProcessPoolExecutor(min(self.workers, len(configs)), multiprocessing.get_context("spawn"),
+                                       initializer=_worker_init)
+        pending = {self._ex.submit(_pool_point, cfg, self.argv): i for i, cfg in enumerate(configs)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield pending.pop(f), f.result()
+        self._ex.shutdown()
+        self._ex = None
+
+    def abort(self) -> None:
+        if self._ex is None:
+            return
+        for p in set(multiprocessing.active_children()) - self._before:
+            p.terminate()  # the executor has no public way to stop running work (before 3.14)
+        self._ex.shutdown(wait=True, cancel_futures=True)
+        self._ex = None
+
+
+class Ray:
+    """Points as Ray tasks on the cluster at ``address`` (``local``: start one here)."""
+
+    def __init__(self, address: str, workers: int | None, argv: list[str] | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--ray", address, "Ray is not installed; pip install 'fmplex[ray]'") from None
+        self.ray, self.argv, self._refs = ray, argv, {}
+        opts = {"num_cpus": workers} if address == "local" and workers else {}
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, **opts)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise InputError("--ray", address, f"cannot start or reach Ray: {str(e).splitlines()[0]}") from None
+        self._task = ray.remote(simulate_point)
+
+    def map(self, configs: Sequence[RunConfig]) -> Iterator[tuple[int, dict[str, bytes]]]:
+        self._refs = {self._task.remote(cfg, self.argv): i for i, cfg in enumerate(configs)}
+        while self._refs:
+            done, _ = self.ray.wait(list(self._refs), num_returns=1)
+            yield self._refs.pop(done[0]), self.ray.get(done[0])
+        self.ray.shutdown()
+
+    def abort(self) -> None:
+        for ref in self._refs:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+        self._refs = {}
+        self.ray.shutdown()
+
+
+def backend(workers: int | None, ray_address: str | None, argv: list[str] | None):
+    """The backend the command line asks for; raises InputError for a bad choice."""
+    if workers is not None and workers < 1:
+        raise InputError("--workers", str(workers), "must be >= 1")
+    if ray_address is not None:
+        if not ray_address.strip():
+            raise InputError("--ray", "", "name a Ray address (host:port, auto) or local")
+        return Ray(ray_address, workers, argv)
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    return InProcess(argv) if n == 1 else Pool(n, argv)
