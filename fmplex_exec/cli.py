@@ -4,6 +4,8 @@
   open loop on real models, writing the simulator's results schema;
 - ``profile --backbone NAME --device cpu|cuda --out FILE.csv``: measure a latency profile that
   ``fmplex-sim`` reads as ``latency_model: {profile: FILE.csv}``;
+- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE]``: replay and simulate
+  one request stream for each system and report the simulator's errors (validate.py);
 - ``env``: report the execution stack (torch, transformers, peft) and devices.
 
 Exit status 0 on success, 2 on invalid input (one line on stderr, nothing written).
@@ -16,9 +18,10 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from fmplex_exec import __version__
-from fmplex_sim.clitools import OneLineParser, run_cli
+from fmplex_sim.clitools import OneLineParser, check_results_out, run_cli
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-exec"
@@ -63,9 +66,12 @@ def cmd_replay(args) -> int:
 
         if not torch.cuda.is_available():
             raise InputError("--device", "cuda", "no CUDA device is available here")
-    cfg, wl, info = prepare(load_config(args.config, list(args.set or [])))
+    cfg = load_config(args.config, list(args.set or []))
+    check_results_out(args.out)  # before any model is built
+    cfg, wl, info = prepare(cfg)
     opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
-    records, summary = Runtime(cfg, wl, make_executor, opts).run()
+    runtime = Runtime(cfg, wl, make_executor, opts)
+    records, summary = runtime.run()
     with results_dir(args.out) as tmp:
         write_yaml(tmp / "config.yaml", cfg.to_dict())
         prov = provenance(cfg.seed, summary["latency_model"], args.argv)
@@ -74,6 +80,8 @@ def cmd_replay(args) -> int:
         write_json(tmp / "workload.json", info)
         write_requests_csv(tmp / "requests.csv", records)
         write_json(tmp / "summary.json", summary)
+        if runtime.events:  # tasks started, ended or updated mid-run (fmplex_exec/lifecycle.py)
+            write_json(tmp / "lifecycle.json", runtime.events)
     lat = summary["latency_ms"]
     print(f"{summary['system']['name']} on {args.device}: {summary['requests']['completed']}/"
           f"{summary['requests']['arrived']} completed, mean {lat['mean']} ms, p99 {lat['p99']} ms")
@@ -81,7 +89,36 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def _check_profile_args(args) -> None:
+    """Refuse bad options before torch is imported and minutes of measuring start."""
+    from fmplex_sim.catalog import BACKBONES, DEVICES
+
+    if args.backbone not in BACKBONES:
+        raise InputError("--backbone", args.backbone, "unknown backbone (see `fmplex-sim catalog`)")
+    if args.sim_device is not None and args.sim_device not in DEVICES:
+        raise InputError("--sim-device", args.sim_device, f"unknown device (known: {', '.join(DEVICES)})")
+    if args.threads < 0:
+        raise InputError("--threads", str(args.threads), "must be >= 0 (0: all cores)")
+    out = Path(args.out)
+    if not args.out.strip() or out.name in ("", ".", ".."):
+        raise InputError("--out", args.out, "name a CSV file to write")
+    if out.is_dir():
+        raise InputError("--out", args.out, "is a folder; name a CSV file")
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError("--out", args.out, f"{parent} is not a folder")
+
+
+def cmd_validate(args) -> int:
+    from fmplex_exec.validate import cmd_validate as run
+
+    return run(args)
+
+
 def cmd_profile(args) -> int:
+    _check_profile_args(args)
     from fmplex_exec.profiler import main_profile
 
     return main_profile(args)
@@ -102,11 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--backbone", required=True)
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     f.add_argument("--out", required=True)
-    f.add_argument("--dtype", default="float32")
+    f.add_argument("--dtype", default="float32",
+                   choices=("float32", "fp32", "float16", "fp16", "bfloat16", "bf16"))
     f.add_argument("--sim-device", default=None, help="catalog device the profile describes (default: CPU for cpu)")
     f.add_argument("--quick", action="store_true", help="tiny grid (for tests)")
     f.add_argument("--threads", type=int, default=0)
     f.set_defaults(func=cmd_profile)
+    v = sub.add_parser("validate", help="replay and simulate one request stream; compare them")
+    v.add_argument("config")
+    v.add_argument("--out", required=True, help="results folder (written atomically)")
+    v.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    v.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    v.add_argument("--profile", help="profile CSV of this device (default: measure one first)")
+    v.add_argument("--systems", help="comma-separated systems (default: the config's `systems`, "
+                   "else spatial,colocate,fmplex)")
+    v.add_argument("--set", action="append", metavar="KEY=VALUE")
+    v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    v.set_defaults(func=cmd_validate)
     e = sub.add_parser("env", help="report the execution stack and devices")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_env)

@@ -5,6 +5,13 @@ process: its own :class:`~fmplex_exec.vfm.PhysicalFM` (a shared backbone with it
 dedicated replica with one task). An instance of a partitioned placement (``spatial``) on CPU
 runs in a worker process pinned to its own cores, with torch limited to that many threads; the
 runtime talks to it over a pipe, so the measured service time includes that hop.
+
+Lifecycle (tasks deployed, updated and removed mid-run): an executor also has
+``prepare(task) -> handle``, which may be slow and runs while batches run (it builds the
+extension weights, :meth:`~fmplex_exec.vfm.PhysicalFM.prepare`), and ``add(handle)``,
+``update(handle)`` and ``remove(name)``, which change the model and which the runtime calls
+between batches, under the instance's lock. A slice's process does all of it in its own
+serving loop, between two batches (``prepare`` only passes the task on).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Callable
 
 from fmplex_sim.policies.placement import InstancePlan
 from fmplex_sim.records import Batch
+from fmplex_sim.sharing import slice_cores as sim_slice_cores
 from fmplex_sim.specs import TaskSpec
 
 Executor = Callable[[Batch], list[str]]
@@ -52,6 +60,10 @@ def local_executor(fm, device: str) -> Executor:
         return _errors(res)
 
     run.memory = lambda: memory_of(fm)  # type: ignore[attr-defined]
+    run.prepare = fm.prepare  # type: ignore[attr-defined]
+    run.add = fm.add_prepared  # type: ignore[attr-defined]
+    run.update = fm.update_prepared  # type: ignore[attr-defined]
+    run.remove = lambda name: fm.remove_task(name, collect=False)  # type: ignore[attr-defined]
     return run
 
 
@@ -62,12 +74,12 @@ def memory_of(fm) -> dict:
 
 
 def slice_cores(plan: InstancePlan, slices: int) -> list[int]:
-    """The cores of this machine a spatial slice owns (slice index and width from the plan)."""
+    """The cores of this machine a spatial slice is pinned to: the simulator's mapping
+    (:func:`fmplex_sim.sharing.slice_cores`) over the cores this process may use."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     first = int(plan.id.split("/s")[1].split("/")[0]) if "/s" in plan.id else 0
-    per = max(1, len(cores) // max(1, slices))
-    width = max(1, round(plan.share * slices)) * per
-    return [cores[(first * per + j) % len(cores)] for j in range(width)]
+    width = max(1, round(plan.share * slices))
+    return [cores[i] for i in sim_slice_cores(first, width, slices, len(cores))]
 
 
 def _worker(conn, backbone, tasks, device, dtype, seed, cores, threads) -> None:
@@ -91,6 +103,17 @@ def _worker(conn, backbone, tasks, device, dtype, seed, cores, threads) -> None:
         msg = conn.recv()
         if msg is None:
             return
+        if isinstance(msg, tuple):  # lifecycle: ("add" | "update", TaskSpec) or ("remove", name)
+            op, arg = msg
+            try:
+                if op == "remove":
+                    fm.remove_task(arg)
+                else:
+                    (fm.add_task if op == "add" else fm.update_task)(arg)
+                conn.send(("ok", ""))
+            except Exception as e:
+                conn.send(("error", f"{type(e).__name__}: {e}"))
+            continue
         reqs = tuple(Request(i, t, 0.0, n, 0) for i, (t, n) in enumerate(msg))
         conn.send(("done", run(Batch(reqs))))
 
@@ -118,6 +141,26 @@ class ProcessExecutor:
         self.conn.send([(r.task, r.input_len) for r in batch.requests])
         return self.conn.recv()[1]
 
+    def prepare(self, task: TaskSpec) -> TaskSpec:
+        return task  # the slice's process builds it, in add or update
+
+    def add(self, task: TaskSpec) -> None:
+        self._op("add", task)
+
+    def update(self, task: TaskSpec) -> None:
+        self._op("update", task)
+
+    def remove(self, name: str) -> None:
+        self._op("remove", name)
+
+    def _op(self, op: str, arg) -> None:
+        if self.failed:
+            return
+        self.conn.send((op, arg))
+        kind, detail = self.conn.recv()
+        if kind == "error":
+            raise RuntimeError(f"{op} in the slice's process failed: {detail}")
+
     def close(self) -> None:
         if self.proc.is_alive():
             try:
@@ -132,7 +175,7 @@ def make_executor(plan: InstancePlan, tasks: dict[str, TaskSpec], opts) -> Execu
     CUDA one process per slice, without MIG or MPS limits on its share), else in-process."""
     specs = [tasks[t] for t in plan.tasks]
     if plan.share < 1.0:
-        slices = max(1, round(1 / plan.share))
+        slices = opts.slices_per_gpu or max(1, round(1 / plan.share))
         cores = slice_cores(plan, slices) if opts.device == "cpu" else []
         return ProcessExecutor(plan, specs, opts.device, opts.dtype, opts.seed, cores)
     return local_executor(build_fm(plan.backbone, specs, opts.device, opts.dtype, opts.seed), opts.device)

@@ -7,15 +7,21 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
 * ``forward``: one backbone forward over the full (batch x seq_len) grid, inputs already on
   the device. Vision backbones take fixed-size images: their grid has a single ``seq_len``
   column, the catalog's ``default_input_len`` (tokens per image).
-* ``lora``: the extra time of a forward carrying ``n`` distinct LoRA adapters of rank ``r``
-  (peft, one mixed-adapter batch through ``adapter_names``, rows split evenly) over the plain
-  forward, at a few (batch, seq_len) points. Plain and LoRA forwards are timed alternately
-  and the statistics are those of the paired differences, clamped at 0.
+* ``lora``: the extra time of a batch carrying ``n`` distinct LoRA adapters of rank ``r``
+  (rows split evenly) over the same batch without adapters, both through the runtime's own
+  ``PhysicalFM.run_batch`` (batched multi-adapter LoRA), at a few (batch, seq_len) points.
+  The two are timed alternately and the statistics are those of the paired differences,
+  clamped at 0.
 * ``head``: an ``nn.Linear(hidden, outputs)`` over ``batch`` pooled rows.
-* ``overhead``: per-batch runtime work outside the forward, from per-request inputs to
-  per-request outputs (pad into one tensor + attention mask, move to the device, pool, split
-  the pooled rows per request back on the host): end-to-end time minus the forward's time,
-  both read from the same run.
+* ``overhead``: per-batch runtime work outside the forward, through the runtime's own
+  ``PhysicalFM.run_batch`` (make and check each request's input, pad into one tensor with an
+  attention mask, pool, one result per request) minus the bare forward of the padded batch,
+  timed alternately, at several batch sizes (the simulator fits ``a + b*rows``).
+* CPU only: ``forward`` rows again with fewer threads (``threads`` column: a spatial slice
+  pinned to that many cores); ``contention`` rows: one forward's time while ``k``
+  threads of one process run forwards at once (co-located replicas sharing the cores); and
+  ``wake`` rows: the extra time of a forward after the serving thread slept ``gap_ms``.
+* Everything but the load rows is measured on a thread of its own, as the runtime serves.
 * ``load_backbone``: loading the backbone's weights from a state-dict file (page cache warm)
   into the allocated model on the device, for the whole state dict and for about half of
   it, so the simulator can fit ``fixed + bytes/bandwidth``. ``load_extension``: creating one
@@ -48,11 +54,14 @@ import torch
 from torch import nn
 
 from fmplex_exec.backbones import DTYPES, Backbone, load_backbone
+from fmplex_sim.specs import TaskSpec
 
 SHORT_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 LORA_TARGETS = ("q", "v")  # the simulator's default LoRA targets (ExtensionSpec.targets)
 QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outputs=(2,),
-             lora_points=((2, 16),), overhead_batches=(2,), extension_sizes=((4, 2),),
+             lora_points=((2, 16),), overhead_batches=(1, 2), extension_sizes=((4, 2),),
+             thread_counts=(1,), contention_streams=(1, 2), contention_shape=(2, 16),
+             wake_gaps_ms=(5.0,),
              repeats=3, warmup=1)
 
 
@@ -283,7 +292,12 @@ def profile_backbone(
     ranks: Sequence[int] = (8, 16),
     outputs: Sequence[int] = (2, 128),
     lora_points: Sequence[tuple[int, int]] = ((4, 32), (4, 128), (16, 64)),
-    overhead_batches: Sequence[int] = (1, 8),
+    overhead_batches: Sequence[int] = (1, 4, 16),
+    thread_counts: Sequence[int] | None = None,
+    contention_streams: Sequence[int] = (1, 2, 3, 4),
+    contention_shape: tuple[int, int] = (4, 64),
+    wake_gaps_ms: Sequence[float] = (2.0, 20.0, 200.0),
+    wake_shape: tuple[int, int] = (1, 64),
     extension_sizes: Sequence[tuple[int, int]] = ((8, 2), (16, 128), (64, 1000)),
     repeats: int = 10,
     warmup: int = 2,
@@ -311,6 +325,9 @@ def profile_backbone(
         batches, seq_lens, adapters, ranks = QUICK["batches"], QUICK["seq_lens"], QUICK["adapters"], QUICK["ranks"]
         outputs, lora_points = QUICK["outputs"], QUICK["lora_points"]
         overhead_batches, extension_sizes = QUICK["overhead_batches"], QUICK["extension_sizes"]
+        thread_counts, contention_streams = QUICK["thread_counts"], QUICK["contention_streams"]
+        contention_shape, wake_gaps_ms = QUICK["contention_shape"], QUICK["wake_gaps_ms"]
+        wake_shape = QUICK["contention_shape"]
         repeats, warmup = QUICK["repeats"], QUICK["warmup"]
     short = _dtype_name(dtype)
     dev = torch.device(device)
@@ -329,16 +346,36 @@ def profile_backbone(
         clock.sync()
         build_s = time.perf_counter() - t0
         common = {"backbone": name, "device": sim_device, "dtype": short}
-        rows: list[dict] = []
         gen = torch.Generator().manual_seed(seed)
-        with torch.inference_mode():
-            rows += _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup,
-                                  max_point_s, say)
-            rows += _lora_rows(bb, common, adapters, ranks, lora_points, gen, clock, gate, repeats,
-                               warmup, max_point_s, say)
-            rows += _head_rows(bb, common, batches, outputs, gen, clock, gate, max(repeats, 20), warmup)
-            rows += _overhead_rows(bb, common, overhead_batches, max(seq_lens), gen, clock, gate,
+
+        def measure() -> list[dict]:
+            rows: list[dict] = []
+            with torch.inference_mode():
+                rows += _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats,
+                                      warmup, max_point_s, say)
+                rows += _lora_rows(bb, common, adapters, ranks, lora_points, gen, clock, gate,
                                    repeats, warmup, max_point_s, say)
+                rows += _head_rows(bb, common, batches, outputs, gen, clock, gate, max(repeats, 20),
+                                   warmup)
+                rows += _overhead_rows(bb, common, overhead_batches, max(seq_lens), gen, clock, gate,
+                                       repeats, warmup, max_point_s, say)
+                if dev.type == "cpu":
+                    rows += _contention_rows(bb, common, contention_streams, contention_shape, gen,
+                                             gate, repeats, say)
+                    rows += _wake_rows(bb, common, wake_gaps_ms, wake_shape, gen, gate,
+                                       repeats, say)
+            return rows
+
+        rows = _in_thread(measure)
+        if dev.type == "cpu":
+            # Slices: a spatial replica is a process serving on its main thread with torch
+            # limited to its cores; measured the same way (here, on the main thread).
+            counts = thread_counts if thread_counts is not None else [
+                2**i for i in range(8) if 2**i < n_threads]
+            with torch.inference_mode():
+                for n in counts:
+                    rows += _thread_rows(bb, common, n, batches, seq_lens, adapters, ranks, lora_points,
+                                         gen, clock, gate, repeats, warmup, max_point_s, say)
         rows += _load_rows(bb, common, extension_sizes, clock, gate, min(repeats, 5), say)
     finally:
         torch.set_num_threads(old_threads)
@@ -393,23 +430,34 @@ def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warm
     return rows
 
 
+def _harness_fm(bb: Backbone, tasks: Sequence):
+    """A :class:`~fmplex_exec.vfm.PhysicalFM` over ``bb`` hosting ``tasks``: what the runtime runs."""
+    from fmplex_exec.vfm import PhysicalFM
+
+    fm = PhysicalFM(bb, input_seed=0)
+    for t in tasks:
+        fm.add_task(t)
+    return fm
+
+
+def _task(name: str, bb: Backbone, *exts) -> TaskSpec:
+    return TaskSpec(name=name, backbone=bb.spec.name, extensions=tuple(exts))
+
+
 def _lora_rows(bb, common, adapters, ranks, points, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
-    from peft import LoraConfig, get_peft_model
+    """The runtime's own path: a batch split evenly over ``n`` LoRA tasks of a PhysicalFM (on a
+    copy of the backbone, since peft injects LoRA layers in place) minus the same batch on a
+    PhysicalFM without LoRA, timed alternately: the adapters' compute plus the cost of running
+    through peft's wrapped model at all."""
+    from fmplex_exec.vfm import ExecRequest
+    from fmplex_sim.specs import ExtensionSpec
 
     if not adapters or not ranks or not points:
         return []
-    targets = bb.lora_modules(LORA_TARGETS)
-    first = None
-    names: dict[int, list[str]] = {}
-    for r in ranks:
-        names[r] = [f"r{r}_a{i}" for i in range(max(adapters))]
-        for nm in names[r]:
-            cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0)
-            if first is None:
-                first = get_peft_model(copy.deepcopy(bb.model), cfg, adapter_name=nm)
-            else:
-                first.add_adapter(nm, cfg)
-    pm = first.eval()
+    names = {r: [f"r{r}_a{i}" for i in range(max(adapters))] for r in ranks}
+    tasks = [_task(nm, bb, ExtensionSpec("lora", rank=r)) for r in ranks for nm in names[r]]
+    fm = _harness_fm(copy.deepcopy(bb), tasks)
+    plain_fm = _harness_fm(bb, [_task("plain", bb)])  # no LoRA anywhere: peft never wraps it
     rows = []
     seen = set()
     for b, s in points:
@@ -417,18 +465,137 @@ def _lora_rows(bb, common, adapters, ranks, points, gen, clock, gate, repeats, w
         if (b, s) in seen:
             continue
         seen.add((b, s))
-        x = bb.make_inputs(b, s, gen)
+        plain_reqs = [ExecRequest("plain", s)] * b
         for r in ranks:
             for n in adapters:
-                use = [names[r][i * n // b] for i in range(b)]  # rows split evenly over n adapters
+                reqs = [ExecRequest(names[r][i * n // b], s) for i in range(b)]  # rows split evenly
                 plain, lora = gate.run(lambda: _bench(
-                    [lambda: bb.model(**x), lambda: pm(**x, adapter_names=use)],
+                    [lambda: plain_fm.run_batch(plain_reqs), lambda: fm.run_batch(reqs)],
                     clock, repeats, warmup, max_s))
                 diffs = [max(0.0, lo - pl) for pl, lo in zip(plain, lora)]
                 rows.append(dict(common, kind="lora", batch=b, seq_len=s, n_adapters=n, rank=r,
                                  **summarize(diffs)))
                 say(f"lora b={b} s={s} n={n} r={r}: +{rows[-1]['median_ms']:.3f} ms")
-    del pm, first
+    del fm
+    return rows
+
+
+def _thread_rows(bb, common, threads, batches, seq_lens, adapters, ranks, lora_points, gen, clock,
+                 gate, repeats, warmup, max_s, say) -> list[dict]:
+    """``forward`` and single-adapter ``lora`` rows measured with ``threads`` torch threads: a
+    CPU slice owning that many cores (one replica, so one adapter)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    note = lambda msg: say(f"{msg} ({threads} thread(s))")  # noqa: E731
+    try:
+        rows = _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup, max_s, note)
+        rows += _lora_rows(bb, common, (1,), ranks[:1], lora_points, gen, clock, gate, repeats, warmup,
+                           max_s, note)
+    finally:
+        torch.set_num_threads(old)
+    return [dict(r, threads=threads) for r in rows]
+
+
+def _wake_rows(bb, common, gaps_ms, shape, gen, gate, repeats, say) -> list[dict]:
+    """Extra time of a batch that starts after the serving thread was idle for gaps drawn
+    exponentially with mean ``gap_ms`` (its worker threads gone to sleep, caches cold): the
+    median over such batches minus the median of the same batch run back to back, through the
+    runtime's ``PhysicalFM.run_batch``, on an instance without LoRA (``n_adapters`` empty) and
+    on one holding an adapter (``n_adapters`` 1: every layer's LoRA hooks run, many small ops
+    that each wake the threads)."""
+    import random
+
+    from fmplex_exec.vfm import ExecRequest
+    from fmplex_sim.specs import ExtensionSpec
+
+    b, s = shape
+    s = bb.spec.default_input_len if _is_vision(bb) else s
+    rng = random.Random(0)
+    fms = {0: _harness_fm(bb, [_task("plain", bb)]),
+           1: _harness_fm(copy.deepcopy(bb), [_task("plain", bb, ExtensionSpec("lora", rank=8))])}
+    rows = []
+    n = max(repeats, 8)
+    for lora, fm in fms.items():
+        reqs = [ExecRequest("plain", s)] * b
+
+        def series(gap_ms: float) -> list[float]:
+            out = []
+            for _ in range(2):
+                fm.run_batch(reqs)
+            for _ in range(n):
+                if gap_ms:
+                    time.sleep(rng.expovariate(1000.0 / gap_ms))
+                t0 = time.perf_counter()
+                fm.run_batch(reqs)
+                out.append((time.perf_counter() - t0) * 1000.0)
+            return out
+
+        warm = sorted(gate.run(lambda: series(0.0)))
+        base = warm[len(warm) // 2]
+        for gap in gaps_ms:
+            extra = [max(0.0, v - base) for v in gate.run(lambda: series(gap))]
+            rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap,
+                             n_adapters=lora or None, **summarize(extra)))
+            say(f"wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}): "
+                f"+{rows[-1]['median_ms']:.3f} ms")
+    return rows
+
+
+def _in_thread(fn: Callable[[], list]) -> list:
+    """Run ``fn`` in a new thread and return its result: the runtime serves every instance
+    from a thread of its own, and torch runs measurably differently there than on the main
+    thread, so the profile is measured the same way."""
+    import threading
+
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["rows"] = fn()
+        except BaseException as e:  # re-raised on the calling thread
+            box["error"] = e
+
+    th = threading.Thread(target=target, name="fmplex-profile")
+    th.start()
+    th.join()
+    if "error" in box:
+        raise box["error"]
+    return box["rows"]
+
+
+def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> list[dict]:
+    """One forward's time while ``k`` threads of this process run forwards at once (co-located
+    replicas on one host): each thread times its own forwards; the row is their median."""
+    import threading
+
+    b, s = shape
+    s = bb.spec.default_input_len if _is_vision(bb) else s
+    x = bb.make_inputs(b, s, gen)
+    rows = []
+    for k in streams:
+        def point() -> list[float]:
+            samples: list[list[float]] = [[] for _ in range(k)]
+            start = threading.Barrier(k)
+
+            def worker(i: int) -> None:
+                with torch.inference_mode():
+                    bb.model(**x)
+                    start.wait()
+                    for _ in range(max(repeats, 3)):
+                        t0 = time.perf_counter()
+                        bb.model(**x)
+                        samples[i].append((time.perf_counter() - t0) * 1000.0)
+
+            ths = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
+            for th in ths:
+                th.start()
+            for th in ths:
+                th.join()
+            # the first and last forward of each thread overlap less: keep the middle ones
+            return [v for xs in samples for v in (xs[1:-1] if len(xs) > 2 else xs)]
+
+        rows.append(dict(common, kind="contention", batch=k, **summarize(gate.run(point))))
+        say(f"contention k={k} (batch {b} x {s}): {rows[-1]['median_ms']:.3f} ms per forward")
     return rows
 
 
@@ -444,39 +611,22 @@ def _head_rows(bb, common, batches, outputs, gen, clock, gate, repeats, warmup) 
 
 
 def _overhead_rows(bb, common, batches, seq_len, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
-    """End-to-end (per-request inputs -> per-request pooled outputs) minus the forward."""
+    """The runtime's per-batch work outside the forward, through its own path: a PhysicalFM
+    batch of ``b`` requests (making, checking and padding each input, pooling, one result per
+    request) minus the bare forward of the padded batch, timed alternately."""
+    from fmplex_exec.vfm import ExecRequest
+
     rows = []
     seq_len = bb.spec.default_input_len if _is_vision(bb) else seq_len
+    fm = _harness_fm(bb, [_task("plain", bb)])  # no LoRA: peft leaves the backbone alone
     for b in batches:
-        lengths = [int(v) for v in torch.randint(max(1, seq_len // 2), seq_len + 1, (b,), generator=gen)]
-        lengths[0] = seq_len
-        reqs = _request_inputs(bb, lengths, gen)
-
-        def one() -> float:
-            t0 = clock()
-            x, mask = _collate(bb, reqs)
-            t1 = clock()
-            out = bb.model(**x)
-            t2 = clock()
-            pooled = bb.pooled(out, mask).float().cpu()
-            per_request = list(pooled.split(1))
-            assert len(per_request) == b
-            t3 = clock()
-            return ((t3 - t0) - (t2 - t1)) * 1000.0
-
-        def point() -> list[float]:
-            for _ in range(warmup):
-                one()
-            samples, start = [], time.perf_counter()
-            for i in range(max(repeats, 1)):
-                samples.append(max(0.0, one()))
-                if i + 1 >= 3 and time.perf_counter() - start > max_s:
-                    break
-            return samples
-
-        samples = gate.run(point)
+        reqs = [ExecRequest("plain", seq_len)] * b
+        x = bb.make_inputs(b, seq_len, gen)
+        bare, full = gate.run(lambda: _bench([lambda: bb.model(**x), lambda: fm.run_batch(reqs)],
+                                             clock, repeats, warmup, max_s))
+        diffs = [max(0.0, f - p) for p, f in zip(bare, full)]
         rows.append(dict(common, kind="overhead", backbone="*", batch=b, seq_len=seq_len,
-                         **summarize(samples)))
+                         **summarize(diffs)))
         say(f"overhead b={b}: {rows[-1]['median_ms']:.3f} ms")
     return rows
 

@@ -6,7 +6,12 @@ replica under the baselines) has a worker thread that, whenever its backbone is 
 its scheduler for the next batch with the current clock value, runs it, and reports the
 measured service time back (``on_batch_done``): the very same scheduler classes as
 ``fmplex_sim``, no second implementation. Records have the simulator's schema, so
-``fmplex_sim.metrics`` summarizes both engines.
+``fmplex_sim.metrics`` summarizes both engines. A request that waited longer than its task's
+``max_queue_ms`` (default 10 x ``slo_ms``) without starting is rejected with reason
+``queue_timeout``, exactly as the simulator does, so queues stay bounded under overload.
+
+Tasks may start, end and be updated mid-run (``start_s``, ``end_s``, ``update_s``) with the
+simulator's semantics; :mod:`fmplex_exec.lifecycle` plays those events.
 
 Systems on one device: ``fmplex`` shares one backbone per (backbone, device) among many vFMs;
 ``colocate`` runs a dedicated replica per task, all threads sharing the device without
@@ -16,9 +21,10 @@ process pinned to its own cores, torch limited to that many threads; see executo
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -27,12 +33,13 @@ from fmplex_sim.catalog import get_backbone, get_device
 from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
-from fmplex_sim.latency.base import InstanceCost
+from fmplex_sim.latency.base import InstanceCost, LatencyModel
 from fmplex_sim.metrics import Records, check_accounting, summarize
 from fmplex_sim.policies.placement import InstancePlan, make_placement
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
 from fmplex_sim.policies.scheduling.base import charge_shares
 from fmplex_sim.records import Batch, Request, Wait
+from fmplex_sim.specs import TaskSpec
 from fmplex_sim.workload import Workload
 
 # executor(batch) -> per request: "" if it completed, else the reason it failed
@@ -48,6 +55,11 @@ class RuntimeOptions:
     dtype: str = "float32"
     threads: int = 0  # torch intra-op threads per process (0: all cores)
     seed: int = 0  # weights of random-weight backbones and adapters
+    slices_per_gpu: int = 0  # spatial: slices per device (set by the runtime from the config)
+
+
+# Task states (as the simulator's engine has them).
+WAITING, LOADING, READY, ENDED, UNPLACED = range(5)
 
 
 @dataclass
@@ -57,19 +69,28 @@ class _Worker:
     sched: object
     view: InstanceView
     execute: Executor
-    cond: threading.Condition = field(default_factory=threading.Condition)
+    cost: InstanceCost | None = None  # the scheduler's estimates; tasks join it when deployed
+    cond: threading.Condition = field(default_factory=threading.Condition)  # guards sched
+    # held while a batch runs: a lifecycle change to the model (add, swap, remove) takes it
+    run_lock: threading.Lock = field(default_factory=threading.Lock)
+    retired: bool = False  # no longer in the placement: serves what it holds, then stops
+    running: Batch | None = None  # the batch picked and not yet reported done (under cond)
 
 
 class Runtime:
     """Replays ``workload`` under ``cfg``'s system on real models. Build, call :meth:`run` once."""
 
     def __init__(self, cfg: RunConfig, workload: Workload, make_executor: ExecutorFactory,
-                 options: RuntimeOptions = RuntimeOptions()) -> None:
+                 options: RuntimeOptions = RuntimeOptions(), latency: LatencyModel | None = None) -> None:
         self.cfg = cfg
+        # placement and scheduler estimates; the config's model unless one is given
+        self.latency = make_latency_model(cfg.latency_model) if latency is None else latency
         self.wl = workload
-        self.opts = options
+        self.opts = replace(options, slices_per_gpu=cfg.system.slices_per_gpu)
         self.make_executor = make_executor
         self.tasks = {t.name: t for t in cfg.tasks}
+        # longest a request may wait before it starts (max_queue_ms, default 10 x slo_ms)
+        self.queue_limit_s = {t.name: t.queue_limit_ms / 1000.0 for t in cfg.tasks}
         n = len(workload)
         self.start = np.full(n, np.nan)
         self.finish = np.full(n, np.nan)
@@ -81,38 +102,116 @@ class Runtime:
         self._batches = 0
         self._t0 = 0.0
         self._done = threading.Event()
+        # Lifecycle: guards state, routes, pending, placement and workers (taken before a
+        # worker's cond, never while waiting for a run_lock).
+        self.life = threading.Lock()
+        self.state: dict[str, int] = {}
+        self.routes: dict[str, list[_Worker]] = {}
+        self.pending: dict[str, list[Request]] = {}  # arrived before their task serves
+        self.workers: list[_Worker] = []
+        self.by_id: dict[str, _Worker] = {}
+        self.hosted: set[str] = set()
+        self.unplaced: dict[str, str] = {}
+        self.events: list[dict] = []  # lifecycle events with their wall-clock times (lifecycle.py)
+        self.peak_memory_gib = 0.0
+        self.peak_gpus = 0
 
     def _now(self) -> float:
         return time.perf_counter() - self._t0
 
     # ------------------------------------------------------------------ setup
-    def _workers(self) -> tuple[list[_Worker], dict[str, list[_Worker]], list[tuple[str, str]]]:
+    def _setup(self) -> None:
+        """Place the tasks present at time 0 and build their instances (warm, as the simulator)."""
         cfg = self.cfg
-        dev = get_device(cfg.cluster.device)
-        latency = make_latency_model(cfg.latency_model)
         sysc = cfg.system
-        cost = ClusterCost(dev, cfg.cluster.gpus, latency, sysc.max_batch)
-        policy = make_placement(sysc.placement, slices_per_gpu=sysc.slices_per_gpu,
-                                target_util=sysc.target_util, spread_idle=sysc.spread_idle)
-        placement = policy.plan(list(cfg.tasks), cost)
+        self.device = get_device(cfg.cluster.device)
+        self.cost = ClusterCost(self.device, cfg.cluster.gpus, self.latency, sysc.max_batch)
+        self.policy = make_placement(sysc.placement, slices_per_gpu=sysc.slices_per_gpu,
+                                     target_util=sysc.target_util, spread_idle=sysc.spread_idle)
+        initial = [t for t in cfg.tasks if t.start_s <= 0]
+        placement = self.policy.plan(initial, self.cost)
         self.placement = placement
-        workers = []
-        for i, plan in enumerate(placement.instances):
-            ic = InstanceCost(latency, get_backbone(plan.backbone), dev, plan.share,
-                              [self.tasks[t] for t in plan.tasks])
-            seq = max(self.tasks[t].input_len for t in plan.tasks)
-            view = InstanceView(sysc.max_batch, sysc.max_batch * seq, ic.estimate)
-            sched = make_scheduler(sysc.scheduler, cross_task=sysc.cross_task,
-                                   max_wait_s=sysc.max_wait_ms / 1000.0)
-            for t in plan.tasks:
-                task = self.tasks[t]
-                sched.add_task(t, task.weight, task.slo_ms / 1000.0)
-            workers.append(_Worker(plan, i, sched, view, self.make_executor(plan, self.tasks, self.opts)))
-        routes: dict[str, list[_Worker]] = {}
-        for w in workers:
-            for t in w.plan.tasks:
-                routes.setdefault(t, []).append(w)
-        return workers, routes, list(placement.unplaced)
+        for plan in placement.instances:
+            self.new_worker(plan)
+        self.adopt(placement)
+        for t in initial:
+            if t.name in self.unplaced:
+                continue
+            self.make_ready(t)
+
+    def new_worker(self, plan: InstancePlan) -> _Worker:
+        """Build an instance's executor (loads its backbone and tasks: slow) and its scheduler;
+        not yet serving (see :meth:`start_worker`)."""
+        sysc = self.cfg.system
+        ic = InstanceCost(self.latency, get_backbone(plan.backbone), self.device, plan.share,
+                          [self.tasks[t] for t in plan.tasks])
+        seq = max(self.tasks[t].input_len for t in plan.tasks)
+        view = InstanceView(sysc.max_batch, sysc.max_batch * seq, ic.estimate)
+        sched = make_scheduler(sysc.scheduler, cross_task=sysc.cross_task,
+                               max_wait_s=sysc.max_wait_ms / 1000.0)
+        execute = self.make_executor(plan, self.tasks, self.opts)
+        with self.life:
+            w = _Worker(plan, len(self.workers), sched, view, execute, ic)
+            self.workers.append(w)
+            if any(p.id == plan.id for p in self.placement.instances):
+                self.by_id[plan.id] = w
+            else:  # its task ended while it loaded
+                w.retired = True
+        return w
+
+    def start_worker(self, w: _Worker) -> None:
+        th = threading.Thread(target=self._serve, args=(w,), daemon=True)
+        self._threads.append(th)
+        th.start()
+
+    def adopt(self, placement) -> None:
+        """Make ``placement`` current: retire instances it no longer has, note unplaced tasks
+        and peak memory. Call with ``life`` held or before serving starts."""
+        live = {plan.id for plan in placement.instances}
+        for inst_id in [i for i in self.by_id if i not in live]:
+            w = self.by_id.pop(inst_id)
+            with w.cond:
+                w.retired = True
+                w.cond.notify()
+        self.placement = placement
+        self.peak_memory_gib = max(self.peak_memory_gib, placement.memory_gib())
+        self.peak_gpus = max(self.peak_gpus, placement.gpus_used())
+        for t, why in placement.unplaced:
+            if self.state.get(t) not in (READY, LOADING, ENDED):
+                self.state[t] = UNPLACED
+                self.unplaced[t] = why
+
+    def make_ready(self, task: TaskSpec) -> bool:
+        """``task`` serves from now on: its instances' schedulers take it, held requests go in.
+        False (and nothing done) when it ended meanwhile."""
+        with self.life:
+            if self.state.get(task.name) not in (None, WAITING, LOADING):
+                return False
+            ids = self.placement.routes().get(task.name, [])
+            ws = [self.by_id[i] for i in ids if i in self.by_id]
+            for w in ws:
+                with w.cond:
+                    if task.name not in w.sched.weights:
+                        w.sched.add_task(task.name, task.weight, task.slo_ms / 1000.0)
+                        w.cost.add_task(task)
+            self.routes[task.name] = ws
+            self.state[task.name] = READY
+            self.hosted.add(task.name)
+            now = self._now()
+            for req in self.pending.pop(task.name, []):
+                self._route(req, now, held=True)
+        return True
+
+    def _route(self, req: Request, now: float, held: bool = False) -> None:
+        """Queue ``req`` on the least-loaded instance of its task (``life`` held)."""
+        cands = self.routes[req.task]
+        w = cands[0] if len(cands) == 1 else min(cands, key=lambda x: len(x.sched))
+        self.inst_of[req.id] = w.idx
+        with w.cond:  # the request carries its arrival time: latency counts from there
+            if held:  # it arrived before now: the next decision must look for expired requests
+                w.sched.queues.expiry_lb = -math.inf
+            w.sched.enqueue(req, now)
+            w.cond.notify()
 
     # ------------------------------------------------------------------ threads
     def _serve(self, w: _Worker) -> None:
@@ -120,19 +219,29 @@ class Runtime:
         while True:
             with w.cond:
                 while True:
-                    if self._done.is_set() and not len(sched):
+                    if (w.retired or self._done.is_set()) and not len(sched):
                         return
                     if len(sched):
-                        decision = sched.schedule(self._now(), w.view)
+                        now = self._now()
+                        dropped = sched.drop_expired(now, self.queue_limit_s)
+                        if dropped:
+                            with self._lock:
+                                for r in dropped:
+                                    self.reason[r.id] = "queue_timeout"
+                            if not len(sched):
+                                continue
+                        decision = sched.schedule(now, w.view)
                         if decision is not None and decision.__class__ is not Wait:
+                            w.running = decision
                             break
                         if decision.__class__ is Wait:
                             w.cond.wait(max(0.0, decision.until_s - self._now()))
                             continue
                     w.cond.wait(0.05)
-            t0 = self._now()
-            errors = w.execute(decision)
-            t1 = self._now()
+            with w.run_lock:
+                t0 = self._now()
+                errors = w.execute(decision)
+                t1 = self._now()
             service = t1 - t0
             with self._lock:
                 bid = self._batches
@@ -148,6 +257,7 @@ class Runtime:
                     self.service[t] += share
             with w.cond:
                 sched.on_batch_done(decision, service, t1)
+                w.running = None
 
     @staticmethod
     def _memory(workers: list[_Worker]) -> dict:
@@ -167,13 +277,16 @@ class Runtime:
 
     def run(self) -> tuple[Records, dict]:
         """Replay the workload; return records and the summary (simulator schema)."""
-        workers, routes, unplaced = self._workers()
-        unplaced_tasks = {t for t, _ in unplaced}
-        threads = [threading.Thread(target=self._serve, args=(w,), daemon=True) for w in workers]
+        from fmplex_exec.lifecycle import Lifecycle
+
+        self._threads: list[threading.Thread] = []
+        self._setup()
+        life = Lifecycle(self)
         wall0 = time.perf_counter()
         self._t0 = time.perf_counter()
-        for th in threads:
-            th.start()
+        for w in list(self.workers):
+            self.start_worker(w)
+        life.start()
         wl = self.wl
         names = wl.tasks
         horizon = self.cfg.duration_s + self.cfg.drain_s
@@ -183,20 +296,26 @@ class Runtime:
             if delay > 0:
                 time.sleep(delay)
             name = names[k]
-            if name in unplaced_tasks or name not in routes:
-                self.reason[i] = "unplaced"
-                continue
-            cands = routes[name]
-            w = cands[0] if len(cands) == 1 else min(cands, key=lambda x: len(x.sched))
-            self.inst_of[i] = w.idx
-            with w.cond:  # the request carries its trace time: latency counts from there
-                w.sched.enqueue(Request(i, name, t, n_in, n_out), self._now())
-                w.cond.notify()
-        self._done.set()
+            with self.life:
+                s = self.state.get(name, WAITING)
+                if s == READY:
+                    self._route(Request(i, name, t, n_in, n_out), self._now())
+                elif s == UNPLACED:
+                    self.reason[i] = "unplaced"
+                elif s == ENDED:
+                    self.reason[i] = "task_ended"
+                else:  # not deployed yet or loading: held until it serves (as the simulator)
+                    self.pending.setdefault(name, []).append(Request(i, name, t, n_in, n_out))
         deadline = time.perf_counter() + max(0.0, horizon - self._now())
-        for th in threads:
+        life.join(max(0.0, deadline - time.perf_counter()))  # its deploys and updates too
+        self._done.set()
+        for w in list(self.workers):
+            with w.cond:
+                w.cond.notify()
+        for th in list(self._threads):
             th.join(max(0.0, deadline - time.perf_counter()))
         wall = time.perf_counter() - wall0
+        workers = list(self.workers)
         for w in workers:
             close = getattr(w.execute, "close", None)
             if close is not None:
@@ -209,7 +328,7 @@ class Runtime:
             service = dict(self.service)
         memory = self._memory(workers)
         sysc = self.cfg.system
-        latency = make_latency_model(self.cfg.latency_model)
+        latency = self.latency
         summary = summarize(
             rec, self.cfg.tasks,
             system={"name": sysc.name, "placement": sysc.placement, "scheduler": sysc.scheduler},
@@ -217,10 +336,10 @@ class Runtime:
             seed=self.cfg.seed, duration_s=self.cfg.duration_s,
             horizon_s=self.cfg.duration_s + self.cfg.drain_s,
             cluster={"device": self.cfg.cluster.device, "gpus": self.cfg.cluster.gpus,
-                     "gpus_used": self.placement.gpus_used(),
-                     "tasks_hosted": len(self.tasks) - len(unplaced_tasks),
-                     "tasks_unplaced": len(unplaced_tasks),
-                     "memory_gib": round(self.placement.memory_gib(), 4),
+                     "gpus_used": self.peak_gpus,
+                     "tasks_hosted": len(self.hosted),
+                     "tasks_unplaced": len(self.unplaced),
+                     "memory_gib": round(self.peak_memory_gib, 4),
                      "instances": len(workers), "batches": self._batches,
                      "engine": "fmplex_exec", "torch_device": self.opts.device,
                      "memory_measured": memory},

@@ -90,6 +90,15 @@ class _ExtWeights:
     encoder: nn.Sequential | None = None
 
 
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task's extension weights, built by :meth:`PhysicalFM.prepare`, not yet installed."""
+
+    task: TaskSpec  # the version these weights are for
+    seed: int  # the seed they were drawn from
+    weights: _ExtWeights  # LoRA A/B, head and encoder
+
+
 # ---------------------------------------------------------------------------------------------
 # deterministic extension construction (shared by PhysicalFM and standalone_model)
 # ---------------------------------------------------------------------------------------------
@@ -344,6 +353,37 @@ class PhysicalFM:
             raise KeyError(f"unknown task {name!r}") from None
 
     # ---- deployment ----------------------------------------------------------------------
+    # Deploying or updating is two steps, so a serving thread need not wait for the slow one:
+    # ``prepare`` draws the extension weights (it reads only the backbone's shapes, never the
+    # model, and may run on another thread while batches run), then ``add_prepared`` /
+    # ``update_prepared`` install them into the shared model (peft adapter, batched-LoRA
+    # stacks), which must not overlap a batch. ``add_task`` / ``update_task`` do both.
+
+    def prepare(self, task: TaskSpec, seed: int | None = None) -> "PreparedTask":
+        """Build ``task``'s extension weights off the serving path (see above). Raises as
+        :meth:`add_task` does for a wrong backbone or bad extensions."""
+        seed = default_seed(task) if seed is None else int(seed)
+        return PreparedTask(task, seed, _make_weights(self.backbone, self._shapes, task, seed))
+
+    def add_prepared(self, prep: "PreparedTask") -> None:
+        """Deploy a prepared task. Raises ValueError for a duplicate name."""
+        if prep.task.name in self._tasks:
+            raise ValueError(f"task {prep.task.name!r} is already deployed")
+        self._tasks[prep.task.name] = self._install(prep, version=1)
+        self.quarantined.pop(prep.task.name, None)
+
+    def update_prepared(self, prep: "PreparedTask") -> None:
+        """Swap in a prepared new version of a deployed task: its adapter (peft name
+        ``"{name}@v{version}"``), encoder and head are installed before the task's entry is
+        replaced in one assignment; the old adapter is deleted after. Clears a quarantine.
+        Frees the old version's memory by reference counting (no ``gc.collect``, which would
+        stall the caller for tens of ms)."""
+        old = self._state(prep.task.name)
+        new = self._install(prep, version=old.version + 1, refresh=old.adapter is None)
+        self._tasks[prep.task.name] = new  # the swap: forward reads the entry once per batch
+        self.quarantined.pop(prep.task.name, None)
+        if old.adapter is not None:  # one restack of the batched LoRA path for both changes
+            self._delete_adapter(old.adapter)
 
     def add_task(self, task: TaskSpec, seed: int | None = None) -> None:
         """Deploy ``task``: build its adapter, encoder and head on the shared backbone (no reload).
@@ -353,24 +393,18 @@ class PhysicalFM:
         """
         if task.name in self._tasks:
             raise ValueError(f"task {task.name!r} is already deployed")
-        self._tasks[task.name] = self._build(task, seed, version=1)
-        self.quarantined.pop(task.name, None)
+        self.add_prepared(self.prepare(task, seed))
 
     def update_task(self, task: TaskSpec, seed: int | None = None) -> None:
-        """Swap in a new version of a deployed task. The new adapter (peft name
-        ``"{name}@v{version}"``), encoder and head are fully built before the task's entry is
-        replaced in one assignment; the old adapter is deleted after. Clears a quarantine."""
-        old = self._state(task.name)
-        new = self._build(task, seed, version=old.version + 1)
-        self._tasks[task.name] = new  # the swap: forward reads the entry once per batch
-        self.quarantined.pop(task.name, None)
-        if old.adapter is not None:
-            self._delete_adapter(old.adapter)
-        del old
+        """Swap in a new version of a deployed task (:meth:`prepare`, then
+        :meth:`update_prepared`). Clears a quarantine."""
+        self._state(task.name)
+        self.update_prepared(self.prepare(task, seed))
         gc.collect()
 
-    def remove_task(self, name: str) -> None:
-        """Undeploy a task: delete its peft adapter, encoder and head."""
+    def remove_task(self, name: str, collect: bool = True) -> None:
+        """Undeploy a task: delete its peft adapter, encoder and head (``collect``: then run
+        ``gc.collect``; a serving runtime passes False and leaves it to reference counting)."""
         st = self._tasks.pop(name, None)
         if st is None:
             raise KeyError(f"unknown task {name!r}")
@@ -379,18 +413,18 @@ class PhysicalFM:
             self._delete_adapter(st.adapter)
         st.head = st.encoder = None
         del st
-        gc.collect()
+        if collect:
+            gc.collect()
 
-    def _build(self, task: TaskSpec, seed: int | None, version: int) -> _TaskState:
-        seed = default_seed(task) if seed is None else int(seed)
-        w = _make_weights(self.backbone, self._shapes, task, seed)
+    def _install(self, prep: "PreparedTask", version: int, refresh: bool = True) -> _TaskState:
+        task, w = prep.task, prep.weights
         adapter = None
         if w.lora_ext is not None:
             adapter = f"{task.name}@v{version}".replace(".", "_")
-            self._add_adapter(adapter, w)
-        return _TaskState(task, seed, version, adapter, w.head, w.encoder)
+            self._add_adapter(adapter, w, refresh)
+        return _TaskState(task, prep.seed, version, adapter, w.head, w.encoder)
 
-    def _add_adapter(self, adapter: str, w: _ExtWeights) -> None:
+    def _add_adapter(self, adapter: str, w: _ExtWeights, refresh: bool = True) -> None:
         import peft
 
         config = _lora_config(w)
@@ -407,7 +441,8 @@ class PhysicalFM:
                     layer.lora_B[adapter].weight.copy_(b)
             self._fix_active()
             self._peft.eval()
-            self._adapters_changed()
+            if refresh:
+                self._adapters_changed()
         except Exception:
             if self._peft is not None and adapter in self._peft.peft_config:
                 self._delete_adapter(adapter)

@@ -1,4 +1,5 @@
-"""``fmplex-sim``: simulate, compare systems, list the catalog, inspect and convert traces.
+"""``fmplex-sim``: simulate, compare systems, sweep configs, search capacity, list the catalog,
+inspect and convert traces.
 
 Exit status: 0 on success, 2 on invalid input (one line on stderr naming the file, the key
 and the problem; no traceback, no half-written results folder). ``--out`` must be a new or empty
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from fmplex_sim.clitools import OneLineParser, run_cli
+from fmplex_sim.clitools import OneLineParser, check_results_out, run_cli
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-sim"
@@ -39,35 +39,12 @@ def _load(args) -> "RunConfig":  # noqa: F821
 
     overrides = list(args.set or [])
     if args.seed is not None:
+        if args.seed < 0:
+            raise InputError("--seed", str(args.seed), "must be >= 0")
         overrides.append(f"seed={args.seed}")
     cfg = load_config(args.config, overrides)
-    _check_out(args.out)
+    check_results_out(args.out)
     return cfg
-
-
-# Files that mark a folder as one this tool wrote (a run or a comparison): only such a folder,
-# or an empty one, is replaced by --out.
-_RESULT_MARKERS = ("provenance.json", "comparison.csv")
-
-
-def _check_out(out: str) -> None:
-    """Refuse an --out that would replace something that is not a previous results folder."""
-    if not out.strip():
-        raise InputError("--out", "", "name a results folder")
-    path = Path(out)
-    target = Path(os.path.abspath(path))
-    cwd = Path.cwd().resolve()
-    if path.name in ("", ".", "..") or target.resolve() == cwd or target.resolve() in cwd.parents:
-        raise InputError("--out", out, "would replace the current folder or one above it; name a new folder")
-    if path.is_symlink():
-        raise InputError("--out", out, "is a symbolic link; name the folder itself")
-    if path.exists():
-        if not path.is_dir():
-            raise InputError("--out", out, "exists and is not a folder")
-        if any(path.iterdir()) and not any((path / m).is_file() for m in _RESULT_MARKERS):
-            raise InputError(
-                "--out", out, "exists and is not a results folder of fmplex-sim; refusing to replace it"
-            )
 
 
 def _simulate(cfg, wl, desc: str):
@@ -108,11 +85,12 @@ def cmd_compare(args) -> int:
     from fmplex_sim.run import prepare, write_run
 
     cfg = _load(args)
-    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    names = [s.strip() for s in (args.systems or ",".join(cfg.systems or ("spatial", "colocate", "fmplex"))).split(",")
+             if s.strip()]
     if not names:
         raise InputError("--systems", "", "name at least one system")
     if len(set(names)) != len(names):
-        raise InputError("--systems", args.systems, "a system is named twice")
+        raise InputError("--systems", args.systems or "", "a system is named twice")
     for n in names:
         cfg.with_system(n)  # validates every name before any work
     cfg, wl, info = prepare(cfg)  # one identical request stream for every system
@@ -182,15 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="simulate the same request stream under several systems")
     common(c)
-    c.add_argument("--systems", default="spatial,colocate,fmplex",
-                   help="comma-separated systems: presets or PLACEMENT-SCHEDULER (default: %(default)s)")
+    c.add_argument("--systems", default=None,
+                   help="comma-separated systems: presets or PLACEMENT-SCHEDULER (default: the "
+                   "config's `systems`, else spatial,colocate,fmplex)")
     c.set_defaults(func=cmd_compare)
     k = sub.add_parser("catalog", help="list backbones and devices")
     k.add_argument("--json", action="store_true", help="machine-readable output")
     k.set_defaults(func=cmd_catalog)
-    from fmplex_sim.cli_trace import add_parsers
+    from fmplex_sim import cli_sweep, cli_trace
 
-    add_parsers(sub, OneLineParser)
+    cli_trace.add_parsers(sub, OneLineParser)
+    cli_sweep.add_parsers(sub, OneLineParser)
     return p
 
 

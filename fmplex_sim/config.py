@@ -137,6 +137,7 @@ class RunConfig:
     source: str = "<config>"  # file the config came from, for error messages
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)  # trace and shaping
     templates: tuple[TaskSpec, ...] = ()  # the tasks as written (== tasks without workload.tasks)
+    systems: tuple[str, ...] = ()  # systems compare/validate run by default (empty: all presets)
 
     def to_dict(self) -> dict:
         d = {
@@ -150,6 +151,8 @@ class RunConfig:
         wl = self.workload.to_dict()
         if wl is not None:
             d["workload"] = wl
+        if self.systems:
+            d["systems"] = list(self.systems)
         d["tasks"] = [t.to_dict() for t in (self.templates or self.tasks)]
         return d
 
@@ -226,10 +229,26 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _construct_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
+    # Python refuses to convert integers of more than 4300 digits (ValueError): name the line.
+    try:
+        return yaml.SafeLoader.construct_yaml_int(loader, node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the number {node.value[:12]}... has too many digits", node.start_mark
+        ) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def _load_yaml(text: str, src: str) -> Any:
     """Parse YAML text; any syntax problem becomes one InputError naming the line."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.reader.ReaderError as e:  # a control character: binary data or a stray byte
+        raise InputError(src, f"line {text.count(chr(10), 0, e.position) + 1}", f"invalid YAML: {e.reason}"
+                         f" (character {e.character:#x}); is it a text file?") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
@@ -261,7 +280,8 @@ def apply_override(raw: dict, item: str) -> None:
         try:
             parsed = yaml.load(value, Loader=_UniqueKeyLoader)  # noqa: S506
         except (yaml.YAMLError, RecursionError):
-            raise InputError("--set", key, f"value {value!r} is not valid YAML") from None
+            shown = repr(value) if len(value) <= 60 else repr(value[:40]) + f"... ({len(value)} characters)"
+            raise InputError("--set", key, f"value {shown} is not valid YAML") from None
     parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
     node: Any = raw
     for i, part in enumerate(parts):
@@ -303,7 +323,7 @@ def parse_config(raw: dict, source: str = "<config>", base_dir: Path | None = No
     """Validate a raw mapping into a RunConfig. Raises InputError naming the key path."""
     c = _Ctx(source, base_dir)
     _known(raw, c, "", {"seed", "duration_s", "drain_s", "cluster", "latency_model", "system",
-                        "tasks", "workload"})
+                        "systems", "tasks", "workload"})
     seed = _int(raw.get("seed", 0), c, "seed", lo=0)
     workload = _workload(raw.get("workload"), c)
     if workload.trace is not None and raw.get("duration_s") is None:
@@ -331,11 +351,41 @@ def parse_config(raw: dict, source: str = "<config>", base_dir: Path | None = No
         for i, t in enumerate(templates):
             if t.name in names:
                 raise c.err(f"tasks[{i}].name", f"{t.name!r} clashes with a generated task name")
+    if duration is not None:
+        check_updates(tasks, duration, source)
     if workload.trace is None:
         _check_volume(tasks, duration, c)
     if latency.kind == "profile":
         _check_profile(latency.path, tasks, cluster.device, c)
-    return RunConfig(seed, duration, drain, cluster, latency, system, tasks, source, workload, templates)
+    systems = _systems(raw.get("systems"), c)
+    return RunConfig(seed, duration, drain, cluster, latency, system, tasks, source, workload, templates,
+                     systems)
+
+
+def _systems(v: Any, c: _Ctx) -> tuple[str, ...]:
+    """``systems``: the systems ``compare`` and ``validate`` run when none are named."""
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+        raise c.err("systems", f"must be a non-empty list of system names, got {_kind(v)}")
+    for i, name in enumerate(v):
+        if name in v[:i]:
+            raise c.err(f"systems[{i}]", f"{name!r} is listed twice")
+        if name not in SYSTEM_PRESETS:
+            placement, _, scheduler = name.partition("-")
+            if placement not in PLACEMENTS or scheduler not in SCHEDULER_NAMES:
+                raise c.err(f"systems[{i}]", f"unknown system {name!r} (use {', '.join(SYSTEM_PRESETS)} "
+                            "or PLACEMENT-SCHEDULER, e.g. fmplex-wfq)")
+    return tuple(v)
+
+
+def check_updates(tasks: tuple[TaskSpec, ...], duration: float, source: str) -> None:
+    """An update must fall within the run: before ``duration_s``, while requests still arrive
+    (a trace config is checked once the trace has set its duration)."""
+    for i, t in enumerate(tasks):
+        if t.update_s is not None and t.update_s >= duration:
+            raise InputError(source, f"tasks[{i}].update_s",
+                             f"must be before duration_s ({duration:g}), got {t.update_s:g}")
 
 
 def _check_volume(tasks: tuple[TaskSpec, ...], duration: float, c: _Ctx) -> None:
@@ -485,7 +535,7 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
 
 _TASK_KEYS = {
     "name", "backbone", "extensions", "weight", "slo_ms", "input_len", "output_len",
-    "arrival", "start_s", "end_s", "max_queue_ms",
+    "arrival", "start_s", "end_s", "update_s", "max_queue_ms",
 }
 
 
@@ -517,7 +567,14 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
         end = _num(end, c, f"{where}.end_s", lo=0.0)
         if end <= start:
             raise c.err(f"{where}.end_s", f"must be after start_s ({start}), got {end}")
-    mq = v.get("max_queue_ms")
+    update = v.get("update_s")  # None: the task keeps its first version
+    if update is not None:
+        update = _num(update, c, f"{where}.update_s", positive=True)
+        if update <= start:
+            raise c.err(f"{where}.update_s", f"must be after start_s ({start}), got {update}")
+        if end is not None and update >= end:
+            raise c.err(f"{where}.update_s", f"must be before end_s ({end}), got {update}")
+    mq = v.get("max_queue_ms")  # None: the default, 10 x slo_ms (TaskSpec.queue_limit_ms)
     backbone = BACKBONES[bb]
     input_len = _int(v.get("input_len", backbone.default_input_len), c, f"{where}.input_len", lo=1)
     if input_len > backbone.max_positions:
@@ -541,6 +598,7 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
         arrival=_arrival(v.get("arrival", {}), c, f"{where}.arrival"),
         start_s=start,
         end_s=end,
+        update_s=update,
         max_queue_ms=None if mq is None else _num(mq, c, f"{where}.max_queue_ms", positive=True),
     )
 
@@ -743,16 +801,20 @@ def _kind(v: Any) -> str:
 def _known(v: dict, c: _Ctx, where: str, allowed: set[str]) -> None:
     for k in v:
         if k not in allowed:
-            path = f"{where}.{k}" if where else str(k)
+            shown = str(k) if str(k).isprintable() else repr(k)  # a tab or line break stays visible
+            path = f"{where}.{shown}" if where else shown
             raise c.err(path, f"unknown key (known: {', '.join(sorted(allowed))})")
 
 
 def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise c.err(where, f"must be a number, got {_kind(v)}")
-    x = float(v)
+    try:
+        x = float(v)
+    except OverflowError:  # an integer beyond the float range
+        x = math.inf
     if not math.isfinite(x):
-        raise c.err(where, f"must be a finite number, got {v}")
+        raise c.err(where, f"must be a finite number, got {_show(v)}")
     if positive and x <= 0:
         raise c.err(where, f"must be > 0, got {v}")
     if lo is not None and x < lo:
@@ -766,6 +828,9 @@ def _bool(v: Any, c: _Ctx, where: str) -> bool:
     return v
 
 
+MAX_INT = 2**53  # no count in a config is larger; past it, the cost model's floats overflow or lose it
+
+
 def _int(v: Any, c: _Ctx, where: str, *, lo: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         if isinstance(v, float) and v.is_integer():
@@ -773,5 +838,14 @@ def _int(v: Any, c: _Ctx, where: str, *, lo: int | None = None) -> int:
         else:
             raise c.err(where, f"must be an integer, got {_kind(v)}")
     if lo is not None and v < lo:
-        raise c.err(where, f"must be >= {lo}, got {v}")
+        raise c.err(where, f"must be >= {lo}, got {_show(v)}")
+    if v > MAX_INT:
+        raise c.err(where, f"must be at most 2**53, got {_show(v)}")
     return int(v)
+
+
+def _show(v: Any) -> str:
+    """A number for an error message, a huge integer abbreviated."""
+    if isinstance(v, int) and not -(10**20) < v < 10**20:
+        return f"an integer of {len(str(abs(v)))} digits"
+    return str(v)

@@ -6,7 +6,11 @@ backbone is free and holds it busy for the latency model's service time. Instanc
 a device (``colocate``, several backbones under ``fmplex``) take turns on it; a turn that
 changes the serving process pays the device's context switch. A lifecycle process deploys and
 retires tasks at their ``start_s``/``end_s``: the placement policy reacts online and the task
-serves once its extensions (and, if new, its backbone copy) are loaded.
+serves once its extensions (and, if new, its backbone copy) are loaded. At a task's ``update_s``
+its new extension version loads while the old one keeps serving, then replaces it (no pause for
+the task or its neighbours; both versions count in memory meanwhile). Queues stay bounded under
+overload: before each batch decision, requests that have waited longer than their task's
+``max_queue_ms`` (default 10 x ``slo_ms``) are rejected with reason ``queue_timeout``.
 
 The engine owns every counter of a run (batch ids, request records); nothing survives the run.
 """
@@ -14,6 +18,7 @@ The engine owns every counter of a run (batch ids, request records); nothing sur
 from __future__ import annotations
 
 import gc
+import math
 import time
 from functools import partial
 from dataclasses import dataclass, field
@@ -32,7 +37,8 @@ from fmplex_sim.policies.placement import InstancePlan, Placement, make_placemen
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
 from fmplex_sim.policies.scheduling.base import charge_shares
 from fmplex_sim.records import Request, Wait
-from fmplex_sim.specs import TaskSpec
+from fmplex_sim.sharing import SharedCores, slice_cores
+from fmplex_sim.specs import GIB, TaskSpec
 from fmplex_sim.workload import Workload
 
 # Task states.
@@ -59,6 +65,7 @@ class RunResult:
     peak_gpus: int  # most devices in use at once
     hosted: set[str] = field(default_factory=set)  # tasks that were placed at some point
     unplaced: dict[str, str] = field(default_factory=dict)  # task -> reason it fit nowhere
+    updated: dict[str, float] = field(default_factory=dict)  # task -> when its new version took over
     wall_s: float = 0.0  # wall-clock seconds the simulation took
 
 
@@ -109,9 +116,10 @@ class _Device:
 
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
-                 "inflight", "last_host", "jit_timer", "wait_timer")
+                 "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since", "wakes")
 
-    def __init__(self, plan, idx, sched, cost, view, device) -> None:
+    def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
+        self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
         self.plan: InstancePlan = plan
         self.idx: int = idx
         self.sched = sched
@@ -121,6 +129,8 @@ class _Instance:
         self.outstanding = 0  # queued plus running requests, for routing
         self.inflight = 0  # batches picked and not yet finished
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
+        self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
+        self.wakes = False  # CPU devices: its serving thread has a thread pool to wake when idle
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
 
@@ -153,7 +163,16 @@ class Engine:
             self.device.context_switch_ms if sysc.context_switch_ms is None else sysc.context_switch_ms
         ) / 1000.0
         self.tasks: dict[str, TaskSpec] = {t.name: t for t in cfg.tasks}
-        self.depth = sysc.pipeline_depth  # batches in flight per instance
+        # Longest wait to start, per task, in seconds: past it a queued request is rejected.
+        self.queue_limit_s = {t.name: t.queue_limit_ms / 1000.0 for t in cfg.tasks}
+        # Batches in flight per instance. On a CPU the host is the device: a serving thread
+        # prepares and runs one batch at a time (as the execution harness does).
+        self.cpu = self.device.kind == "cpu"
+        self.depth = 1 if self.cpu else sysc.pipeline_depth
+        self.shared: dict[tuple, SharedCores] = {}  # CPU devices: cores shared by instances
+        # CPU devices: each batch's service time varies around the model's median as measured
+        # (lognormal, the profile's spread), drawn in event order from the run's own generator.
+        self.jitter = np.random.default_rng([cfg.seed, 0x51D]) if self.cpu else None
         self.env = _Clock()
         n = len(workload)
         self.start = [float("nan")] * n
@@ -169,6 +188,8 @@ class Engine:
         self.routes: dict[str, list[_Instance]] = {}
         self.state: dict[str, int] = {}
         self.pending: dict[str, list[Request]] = {}
+        self.ready_ev: dict[str, simpy.Event] = {}  # task deployed mid-run -> succeeds when it serves
+        self.updated: dict[str, float] = {}
         self.hosted: set[str] = set()
         self.unplaced: dict[str, str] = {}
         self.placement = Placement(self.policy.name)
@@ -190,7 +211,11 @@ class Engine:
                 inst.plan = plan
                 continue
             bb = BACKBONES[plan.backbone]
-            cost = InstanceCost(self.latency, bb, self.device, plan.share)
+            cores = None
+            share = plan.share
+            if self.cpu:
+                cores, share = self._cores(plan, placement.time_shared)
+            cost = InstanceCost(self.latency, bb, self.device, share)
             seq = max(self.tasks[t].input_len for t in plan.tasks)
             seq += max(
                 (e.virtual_tokens for t in plan.tasks for e in self.tasks[t].extensions if e.kind == "prefix"),
@@ -210,7 +235,10 @@ class Engine:
             else:
                 dev = _Device(self.switch_s)  # a slice of its own
             dev.users += 1
-            inst = _Instance(plan, len(self.instances), sched, cost, view, dev)
+            inst = _Instance(plan, len(self.instances), sched, cost, view, dev, cores)
+            # A spatial slice serves on its own single-purpose process's main thread, measured
+            # with its thread count; a time-shared instance on a thread of a shared process.
+            inst.wakes = cores is not None and placement.time_shared
             self.instances.append(inst)
             self.by_id[plan.id] = inst
             if now > 0:
@@ -226,6 +254,28 @@ class Engine:
                 self.unplaced[t] = why
         return delay
 
+    def _cores(self, plan: InstancePlan, time_shared: bool) -> tuple[SharedCores, float]:
+        """CPU devices: the shared cores ``plan`` runs on and the share its speed is read at.
+
+        A time-shared instance runs on all cores of its device (share 1); a spatial slice on
+        :func:`~fmplex_sim.sharing.slice_cores` (share = its cores over the device's)."""
+        ncores = max(1, self.device.cores)
+        if time_shared:
+            key, share = (plan.gpu,), 1.0
+        else:
+            slices = self.cfg.system.slices_per_gpu
+            first = int(plan.id.split("/s")[1].split("/")[0])
+            width = max(1, round(plan.share * slices))
+            cores = slice_cores(first, width, slices, ncores)
+            key, share = (plan.gpu, *cores), len(cores) / ncores
+        shared = self.shared.get(key)
+        if shared is None:
+            # Threads of one process (co-located replicas) contend as measured; pinned
+            # single-purpose processes get the scheduler's fair share (k of them: 1/k each).
+            slowdown = partial(self.latency.contention, self.device) if time_shared else float
+            shared = self.shared[key] = SharedCores(self.env, slowdown)
+        return shared, share
+
     def _make_ready(self, task: TaskSpec, now: float) -> None:
         for inst in self.routes.get(task.name, ()):
             if task.name not in inst.sched.weights:
@@ -233,7 +283,12 @@ class Engine:
                 inst.sched.add_task(task.name, task.weight, task.slo_ms / 1000.0)
         self.state[task.name] = _READY
         self.hosted.add(task.name)
+        self._release(task.name)
         for req in self.pending.pop(task.name, []):
+            # Held while the task loaded, it arrived before now: the next decision must look
+            # for expired requests whatever the queues' bound says (TaskQueues.drop_expired).
+            for inst in self.routes[task.name]:
+                inst.sched.queues.expiry_lb = -math.inf
             self._route(req, now)
 
     # ------------------------------------------------------------------ serving
@@ -316,6 +371,10 @@ class Engine:
                     inst.jit_timer = True
                     Timeout(env, ready_at - now).callbacks.append(partial(self._on_jit, inst))
                     return
+            if now > queues.expiry_lb:  # a queued request may have waited past its task's limit
+                self._drop_expired(inst, now)
+                if not queues.total:
+                    return
             decision = sched.schedule(now, inst.view)
             if decision is None:
                 return
@@ -329,7 +388,17 @@ class Engine:
             service_s, host = inst.cost.times(decision)
             inst.inflight += 1
             inst.last_host = host
-            if dev.users == 1:
+            if inst.cores is not None:
+                # CPU: the whole batch is work on cores shared with whatever else runs there,
+                # plus the wake-up of its serving thread if that was idle (each replica's own).
+                sigma = self.latency.jitter_sigma(inst.cost.bb, self.device)
+                if sigma > 0:
+                    service_s *= math.exp(sigma * self.jitter.standard_normal())
+                work = service_s
+                if inst.wakes:
+                    work += self.latency.wake_s(self.device, now - inst.idle_since, inst.cost.has_lora)
+                inst.cores.add(work, partial(self._cpu_done, inst, decision, now, service_s))
+            elif dev.users == 1:
                 # Nobody else uses this device: its timeline is known now.
                 t = now + host
                 free = dev.free_at
@@ -342,6 +411,19 @@ class Engine:
                 Timeout(env, host).callbacks.append(
                     partial(self._host_done, inst, decision, now, service_s, host)
                 )
+
+    def _cpu_done(self, inst: _Instance, batch, t0: float, service_s: float) -> None:
+        inst.idle_since = self.env.now
+        self._complete(inst, batch, t0, service_s, None)
+
+    def _drop_expired(self, inst: _Instance, now: float) -> None:
+        """Reject the requests queued on ``inst`` that waited longer than their task's
+        ``max_queue_ms`` without starting (reason ``queue_timeout``), before a batch is picked."""
+        dropped = inst.sched.drop_expired(now, self.queue_limit_s)
+        reason = self.reason
+        for r in dropped:
+            reason[r.id] = "queue_timeout"
+        inst.outstanding -= len(dropped)
 
     def _on_jit(self, inst: _Instance, _event) -> None:
         inst.jit_timer = False
@@ -396,28 +478,33 @@ class Engine:
     def _lifecycle(self):
         env = self.env
         events = []
+        horizon = self.cfg.duration_s + self.cfg.drain_s
         for k, t in enumerate(self.cfg.tasks):
             if t.start_s > 0:
                 events.append((t.start_s, 0, k))
-            if t.end_s is not None and t.end_s < self.cfg.duration_s + self.cfg.drain_s:
+            if t.end_s is not None and t.end_s < horizon:
                 events.append((t.end_s, 1, k))
+            if t.update_s is not None and t.update_s < horizon:
+                events.append((t.update_s, 2, k))
         for when, kind, k in sorted(events):
             if when > env.now:
                 yield env.timeout(when - env.now)
             task = self.cfg.tasks[k]
-            if kind == 0:
-                yield from self._deploy(task)
-            else:
+            if kind == 1:
                 self._retire(task)
+            else:  # loads run side by side: a later event never waits for them
+                env.process(self._deploy(task) if kind == 0 else self._update(task))
 
     def _deploy(self, task: TaskSpec):
         now = self.env.now
         self.state[task.name] = _LOADING
+        self.ready_ev[task.name] = self.env.event()
         delay = self._apply(self.policy.add(self.placement, task, self.cost), now)
         if task.name not in self.routes:
             self.state[task.name] = _UNPLACED
             for req in self.pending.pop(task.name, []):
                 self.reason[req.id] = "unplaced"
+            self._release(task.name)
             return
         bb = BACKBONES[task.backbone]
         nbytes = sum(costs.extension_bytes(e, bb, self.device.dtype_bytes) for e in task.extensions)
@@ -426,6 +513,40 @@ class Engine:
             yield self.env.timeout(delay)
         if self.state.get(task.name) == _LOADING:
             self._make_ready(task, self.env.now)
+        else:  # ended while loading: a waiting update sees it and gives up
+            self._release(task.name)
+
+    def _release(self, name: str) -> None:
+        """Wake whatever waits for ``name`` to finish loading."""
+        ev = self.ready_ev.pop(name, None)
+        if ev is not None:
+            ev.succeed()
+
+    def _update(self, task: TaskSpec):
+        """Replace ``task``'s extensions by their next version (:meth:`TaskSpec.next_version`):
+        the new version loads on every copy serving the task (``extension_load_s``) while the
+        old one keeps serving, then takes over. Nothing pauses; both versions count in memory
+        while the new one loads. An update due while the task still loads waits until it
+        serves; a task that ended, or was never placed, is not updated."""
+        name = task.name
+        if self.state.get(name) == _LOADING:
+            yield self.ready_ev[name]
+        if self.state.get(name) != _READY:
+            return
+        new = self.tasks[name].next_version()
+        bb = BACKBONES[task.backbone]
+        nbytes = sum(costs.extension_bytes(e, bb, self.device.dtype_bytes) for e in new.extensions)
+        copies = len(self.routes.get(name, ()))
+        self.peak_mem = max(self.peak_mem, self.placement.memory_gib() + copies * nbytes / GIB)
+        delay = self.latency.extension_load_s(nbytes, self.device)
+        if delay > 0:
+            yield self.env.timeout(delay)
+        if self.state.get(name) != _READY:
+            return
+        self.tasks[name] = new
+        for inst in self.routes.get(name, ()):
+            inst.cost.add_task(new)
+        self.updated[name] = self.env.now
 
     def _retire(self, task: TaskSpec) -> None:
         name = task.name
@@ -487,6 +608,7 @@ class Engine:
             peak_gpus=self.peak_gpus,
             hosted=self.hosted,
             unplaced=self.unplaced,
+            updated=self.updated,
             wall_s=time.perf_counter() - t_wall,
         )
 

@@ -6,13 +6,14 @@ simulator, the real harness and the policies can all share them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Modality = Literal["language", "vision", "timeseries", "multimodal"]
 ExtensionKind = Literal["lora", "prefix", "head", "encoder"]
 
 GIB = 1024**3
+DEFAULT_QUEUE_SLOS = 10.0  # a task without max_queue_ms rejects requests queued longer than this x slo_ms
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,20 @@ class TaskSpec:
     arrival: ArrivalSpec = field(default_factory=ArrivalSpec)  # load
     start_s: float = 0.0  # when the task is deployed
     end_s: float | None = None  # when it is removed (None: never)
-    max_queue_ms: float | None = None  # longest wait before rejection (None: unbounded)
+    update_s: float | None = None  # when its extensions are replaced by a new version (None: never)
+    max_queue_ms: float | None = None  # longest wait to start before rejection (None: 10 x slo_ms)
+
+    @property
+    def queue_limit_ms(self) -> float:
+        """Longest a request may wait in its queue without starting; past it the engine rejects it
+        (reason ``queue_timeout``). ``max_queue_ms``, or ``DEFAULT_QUEUE_SLOS`` x ``slo_ms``."""
+        return self.max_queue_ms if self.max_queue_ms is not None else DEFAULT_QUEUE_SLOS * self.slo_ms
+
+    def next_version(self) -> "TaskSpec":
+        """The task after its update: the same spec with every extension's ``version`` bumped
+        (same architecture, new weights), and no further update pending."""
+        exts = tuple(replace(e, version=e.version + 1) for e in self.extensions)
+        return replace(self, extensions=exts, update_s=None)
 
     def extension(self, kind: ExtensionKind) -> ExtensionSpec | None:
         for e in self.extensions:
@@ -147,6 +161,8 @@ class TaskSpec:
             d["output_len"] = self.output_len
         if self.end_s is not None:
             d["end_s"] = self.end_s
+        if self.update_s is not None:
+            d["update_s"] = self.update_s
         if self.max_queue_ms is not None:
             d["max_queue_ms"] = self.max_queue_ms
         return d
@@ -173,6 +189,7 @@ class DeviceSpec:
     context_switch_ms: float = 0.3  # cost of switching between processes sharing the device
     process_memory_gib: float = 0.5  # memory one serving process reserves (CUDA context)
     max_slices: int = 7  # most partitions one device can be cut into (MIG-like)
+    cores: int = 0  # CPU devices: cores the host serves with (0 for GPUs)
     note: str = ""
 
 

@@ -41,7 +41,7 @@ class LinearLatency(LatencyModel):
     def extension_s(self, ext, bb, dev, rows, seq_len, share=1.0):
         return 0.0
 
-    def batch_overhead_s(self, dev):
+    def batch_overhead_s(self, dev, rows=1):
         return 0.0
 
     def host_s(self, bb, dev, groups, output_len=0):

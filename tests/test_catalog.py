@@ -89,7 +89,7 @@ def test_required_devices_and_their_numbers():
     h200 = get_device("H200-141GB")
     assert h200.mem_bw_gbps > h100.mem_bw_gbps and h200.memory_gib > h100.memory_gib
     cpu = get_device("CPU")
-    assert cpu.kind == "cpu" and cpu.dtype_bytes == 4 and cpu.max_slices == 2
+    assert cpu.kind == "cpu" and cpu.dtype_bytes == 4 and cpu.max_slices == 16 and cpu.cores == 2
     assert 0.1 <= cpu.peak_tflops <= 0.2 and 15 <= cpu.mem_bw_gbps <= 20
     assert cpu.memory_gib == 24 and cpu.batch_overhead_ms > h100.batch_overhead_ms
     assert cpu.process_memory_gib < h100.process_memory_gib

@@ -118,10 +118,13 @@ def test_system_mapping_fills_from_preset_and_names_custom_combinations(base_raw
 def test_slices_per_gpu_defaults_to_and_is_capped_by_the_device(base_raw):
     assert make_cfg(base_raw, system="spatial").system.slices_per_gpu == 7
     cpu = make_cfg(base_raw, system="spatial", cluster={"device": "CPU", "gpus": 1})
-    assert cpu.system.slices_per_gpu == 2  # the CPU host is cut by cores
-    with pytest.raises(InputError, match=r"system\.slices_per_gpu: CPU can be cut into at most 2"):
-        make_cfg(base_raw, system={"placement": "spatial", "slices_per_gpu": 7},
+    assert cpu.system.slices_per_gpu == 16  # processes pinned to the host's cores
+    with pytest.raises(InputError, match=r"system\.slices_per_gpu: CPU can be cut into at most 16"):
+        make_cfg(base_raw, system={"placement": "spatial", "slices_per_gpu": 17},
                  cluster={"device": "CPU", "gpus": 1})
+    with pytest.raises(InputError, match=r"system\.slices_per_gpu: L4-24GB can be cut into at most 7"):
+        make_cfg(base_raw, system={"placement": "spatial", "slices_per_gpu": 8},
+                 cluster={"device": "L4-24GB", "gpus": 1})
 
 
 def test_with_system_switches_placement_and_scheduler_and_keeps_knobs(base_raw):

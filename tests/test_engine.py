@@ -183,6 +183,7 @@ def test_task_deployed_mid_run_pays_load_and_is_served(base_raw, linear):
 def test_task_end_drains_or_rejects_queued_requests(base_raw, linear, mode, status):
     base_raw["tasks"][0]["end_s"] = 5
     base_raw["tasks"][0]["arrival"]["rate_rps"] = 400  # capacity below is 250 rps: a queue builds
+    base_raw["tasks"][0]["max_queue_ms"] = 60_000  # ... and waits seconds: no queue_timeout before end_s
     cfg = make_cfg(base_raw, system={"placement": "fmplex", "scheduler": "fifo", "on_task_end": mode,
                                      "max_batch": 2})
     out = simulate(cfg, latency=linear(fixed_s=0.008, per_row_s=0.0))

@@ -77,8 +77,12 @@ def test_profile_model_reads_measured_medians(profile_csv):
     assert pm.fallback_kinds(bb, cpu) == ("decode", "encoder")
     for r in rows:
         if r.kind == "forward":
-            assert pm.backbone_s(bb, cpu, r.batch, r.seq_len) == pytest.approx(r.median_ms / 1000.0)
+            # all-core rows describe the whole host; one-thread rows a slice owning one core
+            share = 1.0 if not r.threads else r.threads / cpu.cores
+            assert pm.backbone_s(bb, cpu, r.batch, r.seq_len, share) == pytest.approx(r.median_ms / 1000.0)
             assert r.median_ms > 0
+    assert {r.threads for r in rows if r.kind == "forward"} == {0, 1}
+    assert pm.contention(cpu, 2) >= 1.0 and pm.wake_s(cpu, 0.05) >= 0.0
     for n in (1, 2, 3):
         for rank in (4, 8, 64):
             assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0

@@ -268,3 +268,69 @@ def test_write_profile_validates_before_writing(tmp_path):
     with pytest.raises(ValueError, match="unknown column"):
         write_profile(path, [{**_rows()[0], "gpu": "x"}], [])
     assert not path.exists()
+
+
+# -- CPU terms: thread grids, contention, wake, per-row overhead -------------------------------
+CPU_PROFILE = """# cpu terms
+kind,backbone,device,dtype,batch,seq_len,n_adapters,rank,outputs,params,bytes,median_ms,p10_ms,p90_ms,repeats,threads,gap_ms
+forward,minilm-l6,CPU,fp32,1,16,,,,,,10,,,3,,
+forward,minilm-l6,CPU,fp32,1,64,,,,,,20,,,3,,
+forward,minilm-l6,CPU,fp32,4,16,,,,,,20,,,3,,
+forward,minilm-l6,CPU,fp32,4,64,,,,,,40,,,3,,
+forward,minilm-l6,CPU,fp32,1,16,,,,,,15,,,3,1,
+forward,minilm-l6,CPU,fp32,1,64,,,,,,35,,,3,1,
+forward,minilm-l6,CPU,fp32,4,16,,,,,,35,,,3,1,
+forward,minilm-l6,CPU,fp32,4,64,,,,,,75,,,3,1,
+lora,minilm-l6,CPU,fp32,1,16,1,8,,,,6,,,3,,
+overhead,*,CPU,fp32,1,64,,,,,,1,,,3,,
+overhead,*,CPU,fp32,5,64,,,,,,3,,,3,,
+contention,minilm-l6,CPU,fp32,1,,,,,,,50,,,3,,
+contention,minilm-l6,CPU,fp32,2,,,,,,,75,,,3,,
+wake,minilm-l6,CPU,fp32,1,64,,,,,,2,,,3,,10
+wake,minilm-l6,CPU,fp32,1,64,,,,,,4,,,3,,100
+wake,minilm-l6,CPU,fp32,1,64,1,,,,,8,,,3,,100
+"""
+
+
+@pytest.fixture
+def cpu_profile(tmp_path):
+    p = tmp_path / "cpu.csv"
+    p.write_text(CPU_PROFILE)
+    return ProfileModel(p)
+
+
+def test_a_cpu_slice_reads_the_grid_measured_with_its_cores(cpu_profile):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
+    assert cpu_profile.backbone_s(bb, cpu, 4, 64) == pytest.approx(0.040)  # all cores
+    assert cpu_profile.backbone_s(bb, cpu, 4, 64, share=0.5) == pytest.approx(0.075)  # one core
+    # a slice of 1/8 still owns one whole core (it time-shares it in the engine)
+    assert cpu_profile.backbone_s(bb, cpu, 1, 16, share=0.125) == pytest.approx(0.015)
+    # LoRA hook work is host work: as measured, not scaled by the slice
+    assert cpu_profile.adapters_s(bb, cpu, 1, 16, 1, 8, share=0.5) == pytest.approx(0.006)
+
+
+def test_cpu_contention_overhead_and_wake_come_from_their_rows(cpu_profile):
+    from fmplex_sim.catalog import get_device
+
+    cpu = get_device("CPU")
+    assert cpu_profile.contention(cpu, 1) == 1.0
+    assert cpu_profile.contention(cpu, 2) == pytest.approx(1.5)  # 75 / 50
+    assert cpu_profile.contention(cpu, 3) == pytest.approx(2.0)  # extrapolated with the last slope
+    # overhead fitted a + b*rows through (1, 1 ms) and (5, 3 ms)
+    assert cpu_profile.batch_overhead_s(cpu, 1) == pytest.approx(0.001)
+    assert cpu_profile.batch_overhead_s(cpu, 3) == pytest.approx(0.002)
+    assert cpu_profile.wake_s(cpu, 0.0) == 0.0
+    assert cpu_profile.wake_s(cpu, 0.005) == pytest.approx(0.001)  # proportional below 10 ms
+    assert cpu_profile.wake_s(cpu, 0.055) == pytest.approx(0.003)
+    assert cpu_profile.wake_s(cpu, 10.0) == pytest.approx(0.004)  # capped at the largest
+    assert cpu_profile.wake_s(cpu, 0.1, lora=True) == pytest.approx(0.008)
+
+
+def test_profiles_without_the_optional_columns_still_read(tmp_path):
+    lines = CPU_PROFILE.splitlines()[1:6]  # the header and the all-core forward grid
+    p = tmp_path / "old.csv"
+    p.write_text("\n".join(line.rsplit(",", 2)[0] for line in lines) + "\n")
+    rows = ProfileModel(p).rows
+    assert len(rows) == 4 and all(r.threads == 0 and r.gap_ms == 0.0 for r in rows)

@@ -76,12 +76,14 @@ _ENTRIES: tuple[DeviceSpec, ...] = (
         h2d_gbps=2.0, dtype_bytes=4, compute_eff=0.6, memory_eff=0.7, kernel_launch_us=15.0,
         kernels_per_layer=12, batch_overhead_ms=2.0, load_fixed_ms=200.0,
         extension_load_fixed_ms=10.0, context_switch_ms=0.05, process_memory_gib=0.3,
-        max_slices=2,
+        max_slices=16, cores=2,
         note="2-core x86 server host serving fp32: 2 cores x ~2.5 GHz x 32 fp32 FLOP/cycle "
              "(AVX2/AVX-512 FMA) = 0.16 TFLOPS peak, ~18 GB/s memory bandwidth for two cores. "
              "h2d_gbps is the rate of reading weights from page cache/disk into process "
-             "memory; kernel_launch_us is the per-operator dispatch cost of eager PyTorch; "
-             "slices are cores. " + _CALIBRATE,
+             "memory; kernel_launch_us is the per-operator dispatch cost of eager PyTorch. "
+             "Cores are shared, not partitioned: a spatial slice is a process pinned to its "
+             "cores (round(share x cores), at least one), and slices pinned to the same core "
+             "time-share it, as do co-located replicas the whole host. " + _CALIBRATE,
     ),
 )
 

@@ -74,8 +74,25 @@ class LatencyModel(ABC):
         """Cost of a head or input encoder of one task over its ``rows`` rows in the batch."""
 
     @abstractmethod
-    def batch_overhead_s(self, dev: DeviceSpec) -> float:
-        """Fixed runtime cost of launching one batch (Python, framework, copies)."""
+    def batch_overhead_s(self, dev: DeviceSpec, rows: int = 1) -> float:
+        """Runtime cost of one batch of ``rows`` requests outside the backbone (Python,
+        framework, making and padding inputs, copies)."""
+
+    def jitter_sigma(self, bb: BackboneSpec, dev: DeviceSpec) -> float:
+        """Spread of one batch's service time around the model's (median) value: the sigma of
+        a lognormal factor with median 1. Default: 0 (deterministic)."""
+        return 0.0
+
+    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False) -> float:
+        """Extra time of a batch on a CPU whose serving thread was idle for ``idle_s``
+        (worker threads gone to sleep, cold caches). Default: 0."""
+        return 0.0
+
+    def contention(self, dev: DeviceSpec, k: int) -> float:
+        """How many times longer each of ``k`` batches takes when they run at once on one
+        CPU device (threads of one process sharing its cores). Default: ``k`` (the cores
+        shared evenly, nothing lost)."""
+        return float(max(k, 1))
 
     @abstractmethod
     def load_s(self, nbytes: int, dev: DeviceSpec) -> float:
@@ -132,7 +149,8 @@ class LatencyModel(ABC):
         launches += self.lora_launches(bb, dev, n_adapters, n_targets)
         if output_len and bb.decoder:
             launches += output_len * bb.layers * dev.kernels_per_layer
-        return self.batch_overhead_s(dev) + launches * self.kernel_launch_s(dev)
+        rows = sum(r for _, r in groups)
+        return self.batch_overhead_s(dev, rows) + launches * self.kernel_launch_s(dev)
 
     def batch_s(
         self,
@@ -150,7 +168,7 @@ class LatencyModel(ABC):
         )
         length = seq_len + prefix
         rows = sum(r for _, r in groups)
-        total = self.batch_overhead_s(dev) + self.backbone_s(bb, dev, rows, length, share)
+        total = self.batch_overhead_s(dev, rows) + self.backbone_s(bb, dev, rows, length, share)
         n_adapters, lora_rows, rank = 0, 0, 0
         for task, r in groups:
             for ext in task.extensions:
@@ -190,6 +208,15 @@ class InstanceCost:
         self._cache: dict[tuple, float] = {}
         # A typical adapter rank on this instance, for shape-only estimates.
         self._rank = 8
+        # On CPU hosts the harness applies LoRA with batched hooks on every adapted layer,
+        # which run over every row of an instance holding any adapter (rows of tasks without
+        # one multiply by zeros): such an instance pays one adapter's cost on every batch.
+        self.lora_always = dev.kind == "cpu"
+
+    @property
+    def has_lora(self) -> bool:
+        """Whether any resident task carries a LoRA adapter."""
+        return any(e.kind == "lora" for t in self.tasks.values() for e in t.extensions)
 
     def add_task(self, task: TaskSpec) -> None:
         self.tasks[task.name] = task
@@ -222,6 +249,11 @@ class InstanceCost:
             total = self.model.batch_s(
                 self.bb, self.dev, groups, batch.seq_len, batch.output_len, self.share
             )
+            if self.lora_always and not any(e.kind == "lora" for t, _ in groups for e in t.extensions):
+                ranks = [e.rank for t in self.tasks.values() for e in t.extensions if e.kind == "lora"]
+                if ranks:
+                    total += self.model.adapters_s(self.bb, self.dev, batch.size, batch.seq_len, 1,
+                                                   min(ranks), self.share)
             host = min(total, self.model.host_s(self.bb, self.dev, groups, batch.output_len))
             t = (total, host)
             if len(self._cache) < 200_000:
@@ -234,7 +266,7 @@ class InstanceCost:
         t = self._cache.get(key)
         if t is None:
             m = self.model
-            t = m.batch_overhead_s(self.dev) + m.backbone_s(
+            t = m.batch_overhead_s(self.dev, rows) + m.backbone_s(
                 self.bb, self.dev, rows, seq_len, self.share
             )
             if n_adapters:

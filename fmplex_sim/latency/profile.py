@@ -34,13 +34,27 @@ kind                required columns                     what median_ms is
                                                          plain forward; write max(0, diff)
 ``head``            batch>=1, outputs>=1                 a task head over ``batch`` pooled rows
 ``encoder``         batch, seq_len, params>=1            an input encoder of ``params`` weights
-``overhead``        (none)                               per-batch runtime cost outside the
+``overhead``        (none; batch optional)               per-batch runtime cost outside the
                                                          forward (end-to-end minus forward)
+                                                         for a batch of ``batch`` requests
+``contention``      batch>=1                             one forward while ``batch`` forwards
+                                                         run at once in one serving process
+                                                         (threads), same shape each
+``wake``            batch, seq_len, gap_ms>0             extra time of a batch that starts
+                                                         after idle gaps of mean ``gap_ms``
+                                                         over one run back to back
+                                                         (``n_adapters`` 1: on an instance
+                                                         holding LoRA adapters)
 ``load_backbone``   bytes                                loading a backbone of ``bytes``
 ``load_extension``  bytes                                loading an extension of ``bytes``
 ==================  ===================================  =====================================
 
-``forward`` and ``decode`` rows of one (backbone, device) must form a full grid: every
+Optional column ``threads`` (version 1.1; files without it read as before): the CPU threads
+the row was measured with, empty or 0 for all of the device's cores. ``forward`` and ``lora``
+rows with a thread count form their own tables; they describe a CPU slice that owns that many
+cores (a process serving on its main thread).
+
+``forward`` and ``decode`` rows of one (backbone, device, threads) must form a full grid: every
 (batch, seq_len) pair of the measured batch values x measured seq_len values, each once.
 ``lora`` rows are unique per (rank, n_adapters, batch, seq_len), ``head`` rows per (outputs,
 batch); any grid may be irregular (e.g. batch 1, 2, 4, 8, 32, 128; seq_len 64, 128, 512).
@@ -58,7 +72,21 @@ How :class:`ProfileModel` answers:
   ranks outside use the nearest.
 * extension_s: head - piecewise linear in rows at the nearest measured ``outputs``;
   encoder - least-squares ``a + b*params*rows*seq_len`` (a, b >= 0).
-* batch_overhead_s: mean of the device's ``overhead`` rows. load_s / extension_load_s:
+* batch_overhead_s: least-squares ``a + b*rows`` over the device's ``overhead`` rows when
+  they cover two or more batch sizes (per-request work: making, checking and padding each
+  input, splitting outputs), else their mean.
+* contention: ``median(k) / median(1)`` of the ``contention`` rows, piecewise linear in k
+  (extrapolated with the last slope, never below 1 at k=1); without rows, ``k``.
+* jitter_sigma: on CPU hosts the engine draws each batch's service time around the model's
+  median from a lognormal whose 90th percentile matches the ``forward`` rows' (median over
+  the grid of ``ln(p90/median) / 1.2816``), from the run's seeded generator.
+* wake_s: the ``wake`` rows (extra ms of a batch after ``gap_ms`` of idleness) piecewise
+  linear in the gap, capped at the largest; proportional below the smallest gap; without
+  rows, 0. The engine adds it on CPU devices when a batch starts on idle cores.
+* On a CPU device, a slice (share < 1) owning ``n = max(1, round(share*cores))`` cores reads
+  the ``forward`` grid and ``lora`` rows measured with ``threads = n`` when there are some
+  (head and encoder times scaled by the forward grids' ratio; without threaded lora rows, the
+  all-core ones as they are: mostly per-layer host work); other slices use the rule below. load_s / extension_load_s:
   least-squares ``fixed + bytes/bandwidth`` over the device's ``load_*`` rows (fixed >= 0;
   one row: proportional).
 * share < 1 (a slice; the profile is measured on a whole device): ``fixed + (t - fixed) /
@@ -91,7 +119,8 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-_INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats")
+OPTIONAL_COLUMNS = ("threads", "gap_ms")  # written by fmplex-exec profile since format 1.1
+_INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads")
 _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "forward": ("batch", "seq_len"),
     "decode": ("batch", "seq_len"),
@@ -99,6 +128,8 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "head": ("batch", "outputs"),
     "encoder": ("batch", "seq_len", "params"),
     "overhead": (),
+    "contention": ("batch",),
+    "wake": ("batch", "seq_len"),
     "load_backbone": ("bytes",),
     "load_extension": ("bytes",),
 })
@@ -127,6 +158,8 @@ class ProfileRow:
     p90_ms: float | None
     repeats: int
     line: int
+    threads: int = 0  # CPU threads it was measured with; 0: all of the device's cores
+    gap_ms: float = 0.0  # wake rows: how long the serving thread had been idle
 
 
 def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
@@ -142,7 +175,7 @@ def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
         raise bad(f"backbone '*' is only allowed for {', '.join(_ANY_BACKBONE)} rows")
     ints: dict[str, int] = {}
     for col in _INTS:
-        s = cells[col].strip()
+        s = cells.get(col, "").strip()
         need = col in _REQUIRED[kind]
         if not s:
             if need:
@@ -173,11 +206,18 @@ def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
         if v < 0:
             raise bad(f"negative latency {col}={s}")
         lat[col] = v
+    gap = cells.get("gap_ms", "").strip()
+    try:
+        gap_ms = float(gap) if gap else 0.0
+    except ValueError:
+        raise bad(f"bad number {gap!r} in column gap_ms") from None
+    if not math.isfinite(gap_ms) or gap_ms < 0 or (kind == "wake" and gap_ms <= 0):
+        raise bad(f"gap_ms must be {'> 0 for wake rows' if kind == 'wake' else '>= 0'}, got {gap}")
     med, p10, p90 = lat["median_ms"], lat["p10_ms"], lat["p90_ms"]
     if (p10 is not None and p10 > med) or (p90 is not None and p90 < med):
         raise bad(f"percentiles out of order: p10_ms={p10} median_ms={med} p90_ms={p90}")
     return ProfileRow(kind, backbone, device, cells["dtype"].strip(), median_ms=med,
-                      p10_ms=p10, p90_ms=p90, line=line, **ints)
+                      p10_ms=p10, p90_ms=p90, line=line, gap_ms=gap_ms, **ints)
 
 
 def read_profile(path: str | Path) -> list[ProfileRow]:
@@ -229,15 +269,16 @@ def write_profile(
     lines = [f"# {part}".rstrip() for c in comments for part in (str(c).splitlines() or [""])]
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    out.writerow(COLUMNS)
+    header = COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(row.get(c) for row in rows))
+    out.writerow(header)
     first = len(lines) + 2  # line number of the first measurement
     for i, row in enumerate(rows):
-        unknown = sorted(set(row) - set(COLUMNS))
+        unknown = sorted(set(row) - set(COLUMNS) - set(OPTIONAL_COLUMNS))
         if unknown:
             raise ValueError(f"{path}:{first + i}: unknown column(s) {', '.join(unknown)}")
-        cells = {c: _cell(row.get(c)) for c in COLUMNS}
+        cells = {c: _cell(row.get(c)) for c in header}
         _parse_row(cells, path, first + i)
-        out.writerow([cells[c] for c in COLUMNS])
+        out.writerow([cells[c] for c in header])
     if not rows:
         raise ValueError(f"{path}:{first - 1}: empty table (no measurement rows)")
     Path(path).write_text("".join(s + "\n" for s in lines) + buf.getvalue(), encoding="utf-8")
@@ -379,9 +420,18 @@ class ProfileModel(LatencyModel):
         self.strict = strict
         self.rows: tuple[ProfileRow, ...] = tuple(read_profile(path))
         groups: dict[tuple[str, str, str], list[ProfileRow]] = defaultdict(list)
+        threaded: dict[tuple[str, str, int], list[ProfileRow]] = defaultdict(list)
         for r in self.rows:
-            groups[(r.kind, r.backbone, r.device)].append(r)
+            if r.threads and r.kind in ("forward", "lora"):
+                threaded[(r.kind, r.backbone, r.device, r.threads)].append(r)
+            else:
+                groups[(r.kind, r.backbone, r.device)].append(r)
         self._grids: dict[tuple[str, str, str], _Grid] = {}
+        self._thread_grids = {k[1:]: _grid(rs, path) for k, rs in threaded.items() if k[0] == "forward"}
+        self._thread_lora = {k[1:]: self._lora_table(rs) for k, rs in threaded.items() if k[0] == "lora"}
+        self._contention: dict[str, tuple] = {}
+        self._wake: dict[str, tuple] = {}
+        self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
         self._heads: dict[tuple[str, str], dict[int, tuple]] = {}
         self._encoder: dict[tuple[str, str], tuple[float, float]] = {}
@@ -398,10 +448,18 @@ class ProfileModel(LatencyModel):
                 self._encoder[(bb, dev)] = _fit_affine(
                     [r.params * r.batch * r.seq_len for r in rs], [r.median_ms for r in rs])
             elif kind == "overhead":
-                over[dev].extend(r.median_ms for r in rs)
+                over[dev].extend((max(r.batch, 1), r.median_ms) for r in rs)
+            elif kind == "contention":
+                self._contention[dev] = _curve((r.batch, r.median_ms) for r in rs)
+            elif kind == "wake":
+                for lora in (0, 1):
+                    pts = [(r.gap_ms, r.median_ms) for r in rs if bool(r.n_adapters) == bool(lora)]
+                    if pts:
+                        self._wake[(dev, lora)] = _curve(pts)
             else:
                 loads[(kind, dev)].extend(rs)
-        self._overhead = {d: sum(v) / len(v) for d, v in over.items()}
+        self._overhead = {d: _fit_affine(*zip(*v)) if len({b for b, _ in v}) > 1
+                          else (sum(ms for _, ms in v) / len(v), 0.0) for d, v in over.items()}
         self._loads = {k: _fit_affine([r.bytes for r in rs], [r.median_ms for r in rs])
                        for k, rs in loads.items()}
 
@@ -438,6 +496,10 @@ class ProfileModel(LatencyModel):
             return (kind, bb, dev) in self._grids
         if kind == "overhead":
             return dev in self._overhead
+        if kind == "contention":
+            return dev in self._contention
+        if kind == "wake":
+            return (dev, 0) in self._wake or (dev, 1) in self._wake
         if kind in ("load_backbone", "load_extension"):
             return (kind, dev) in self._loads
         table = {"lora": self._lora, "head": self._heads, "encoder": self._encoder}[kind]
@@ -445,7 +507,8 @@ class ProfileModel(LatencyModel):
 
     def fallback_kinds(self, bb: BackboneSpec, dev: DeviceSpec) -> tuple[str, ...]:
         """Kinds this profile lacks for ``bb`` on ``dev`` (answered by the fallback model)."""
-        return tuple(k for k in KINDS if k != "forward" and not self._has(k, bb.name, dev.name))
+        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake")  # GPUs: unused
+        return tuple(k for k in KINDS if k not in skip and not self._has(k, bb.name, dev.name))
 
     def _missing(self, kind: str, bb: str, dev: str) -> str:
         have = sorted({f"{b} on {d}" for (k, b, d) in self._grids if k == "forward"})
@@ -471,6 +534,9 @@ class ProfileModel(LatencyModel):
             raise KeyError(self._missing("forward", bb.name, dev.name))
         if rows <= 0:
             return 0.0
+        sl = self._cpu_slice(bb, dev, share)
+        if sl is not None:
+            return sl.value(rows, seq_len) / 1000.0
         fixed = self._launch_s(dev, bb.layers * dev.kernels_per_layer)
         return _scale(grid.value(rows, seq_len) / 1000.0, fixed, share)
 
@@ -499,6 +565,9 @@ class ProfileModel(LatencyModel):
     ) -> float:
         """Interpolated ``lora`` time over tokens, n_adapters and rank, or the fallback's."""
         table = self._lora.get((bb.name, dev.name))
+        sliced = self._cpu_slice(bb, dev, share) is not None
+        if sliced:
+            table = self._thread_lora.get((bb.name, dev.name, max(1, round(share * dev.cores))), table)
         if table is None:
             return self._other("lora", bb.name, dev.name).adapters_s(
                 bb, dev, rows, seq_len, n_adapters, rank, share)
@@ -514,6 +583,8 @@ class ProfileModel(LatencyModel):
         lo, hi, w = _bracket(ranks, rank)
         ms = at_rank(ranks[lo]) if lo == hi else (
             at_rank(ranks[lo]) * (1 - w) + at_rank(ranks[hi]) * w)
+        if sliced:  # measured with the slice's threads, or (lacking those rows) host work as is
+            return ms / 1000.0
         fixed = self._launch_s(dev, n_adapters * bb.layers * _LORA_LAUNCHES_PER_LAYER)
         return _scale(ms / 1000.0, fixed, share)
 
@@ -542,13 +613,66 @@ class ProfileModel(LatencyModel):
         else:
             a, b = self._encoder[key]
             ms, launches = a + b * ext.params * rows * seq_len, dev.kernels_per_layer
+        ratio = self._slice_ratio(bb, dev, share, rows, seq_len)
+        if ratio is not None:
+            return ms * ratio / 1000.0
         return _scale(ms / 1000.0, self._launch_s(dev, launches), share)
 
-    def batch_overhead_s(self, dev: DeviceSpec) -> float:
-        """Mean of the device's ``overhead`` rows, or the fallback's."""
+    def batch_overhead_s(self, dev: DeviceSpec, rows: int = 1) -> float:
+        """``a + b*rows`` fitted to the device's ``overhead`` rows, or the fallback's."""
         if dev.name not in self._overhead:
-            return self._other("overhead", "*", dev.name).batch_overhead_s(dev)
-        return self._overhead[dev.name] / 1000.0
+            return self._other("overhead", "*", dev.name).batch_overhead_s(dev, rows)
+        a, b = self._overhead[dev.name]
+        return (a + b * max(rows, 1)) / 1000.0
+
+    def contention(self, dev: DeviceSpec, k: int) -> float:
+        """Slowdown of each of ``k`` batches running at once: measured, else ``k``."""
+        curve = self._contention.get(dev.name)
+        if curve is None or k <= 1:
+            return super().contention(dev, k)
+        xs, ys = curve
+        base = _interp1(xs, ys, 1)
+        return max(1.0, _interp1(xs, ys, k) / base) if base > 0 else float(k)
+
+    def jitter_sigma(self, bb: BackboneSpec, dev: DeviceSpec) -> float:
+        """Median over the backbone's all-core ``forward`` rows of ``ln(p90/median) / 1.2816``:
+        the lognormal sigma whose 90th percentile is the measured one (0 without p90s)."""
+        key = (bb.name, dev.name)
+        if key not in self._sigma:
+            xs = sorted(math.log(r.p90_ms / r.median_ms) / 1.2816 for r in self.rows
+                        if r.kind == "forward" and not r.threads and r.backbone == bb.name
+                        and r.device == dev.name and r.p90_ms and r.median_ms > 0)
+            self._sigma[key] = xs[len(xs) // 2] if xs else 0.0
+        return self._sigma[key]
+
+    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False) -> float:
+        """Extra time of a batch whose serving thread had been idle ``idle_s``: the ``wake``
+        rows (those with ``n_adapters`` for an instance holding LoRA adapters), piecewise
+        linear in the gap (proportional below the first gap), else 0."""
+        curve = self._wake.get((dev.name, int(lora))) or self._wake.get((dev.name, 0))
+        if curve is None or idle_s <= 0:
+            return 0.0
+        xs, ys = curve
+        gap_ms = idle_s * 1000.0
+        if gap_ms < xs[0]:
+            return ys[0] * gap_ms / xs[0] / 1000.0
+        return min(_interp1(xs, ys, gap_ms), max(ys)) / 1000.0
+
+    def _cpu_slice(self, bb: BackboneSpec, dev: DeviceSpec, share: float) -> _Grid | None:
+        """The forward grid measured with the cores a CPU slice of ``share`` owns, if any."""
+        if dev.kind != "cpu" or share >= 1.0 or not dev.cores:
+            return None
+        return self._thread_grids.get((bb.name, dev.name, max(1, round(share * dev.cores))))
+
+    def _slice_ratio(self, bb: BackboneSpec, dev: DeviceSpec, share: float, rows: int,
+                     seq_len: int) -> float | None:
+        """Slice-grid over all-core-grid forward time at this shape (CPU slices only)."""
+        sl = self._cpu_slice(bb, dev, share)
+        full = self._grids.get(("forward", bb.name, dev.name))
+        if sl is None or full is None:
+            return None
+        base = full.value(rows, seq_len)
+        return sl.value(rows, seq_len) / base if base > 0 else 1.0
 
     def _load(self, kind: str, nbytes: int, dev: DeviceSpec) -> float | None:
         fit = self._loads.get((kind, dev.name))

@@ -210,7 +210,7 @@ class RooflineModel(LatencyModel):
             return self.terms(dev, flops, nbytes, launches, share).total_s
         return 0.0
 
-    def batch_overhead_s(self, dev: DeviceSpec) -> float:
+    def batch_overhead_s(self, dev: DeviceSpec, rows: int = 1) -> float:
         """``batch_overhead_ms`` of the device, in seconds."""
         return self.param(dev, "batch_overhead_ms") / 1000.0
 

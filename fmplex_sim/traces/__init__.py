@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from fmplex_sim.catalog import BACKBONES
-from fmplex_sim.config import RunConfig, expand_tasks
+from fmplex_sim.config import RunConfig, check_updates, expand_tasks
 from fmplex_sim.errors import InputError
 from fmplex_sim.traces import formats  # noqa: F401  (registers the loaders)
 from fmplex_sim.traces import shaping
@@ -142,4 +142,6 @@ def trace_workload(cfg: RunConfig) -> tuple[RunConfig, Workload, dict]:
         "inputs_truncated": clipped,
         "duration_s": duration,
     }
+    if cfg.duration_s is None:
+        check_updates(tasks, duration, cfg.source)
     return replace(cfg, duration_s=duration, tasks=tasks), wl, info

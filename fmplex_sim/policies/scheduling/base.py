@@ -13,12 +13,18 @@ Protocol, as the engine uses it::
     decision = sched.schedule(now, view)         # Batch, Wait(until_s) or None (nothing queued)
     ...run the batch...
     sched.on_batch_done(batch, service_s, now)   # measured or simulated service time
+
+Before asking for a batch, an engine that bounds queueing calls
+``sched.drop_expired(now, limits)`` and rejects what it returns, so a request that has waited
+longer than its task's limit is never put in a batch.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -52,15 +58,21 @@ class TaskQueues:
         self._added = 0  # tasks ever added, for _rank
         self._busy: set[str] = set()  # backlogged tasks, kept as queues fill and drain
         self.total = 0  # requests queued over all tasks
+        # No queued request expires before this clock value (see drop_expired): the engine's
+        # check per decision is one comparison. -inf: unknown, scan at the next call.
+        self.expiry_lb = -math.inf
+        self._min_limit: float | None = None  # smallest limit of the tasks here (drop_expired)
 
     def add_task(self, task: str) -> None:
         if task not in self._q:
             self._q[task] = deque()
             self._rank[task] = self._added
             self._added += 1
+            self.expiry_lb, self._min_limit = -math.inf, None
 
     def remove_task(self, task: str) -> list[Request]:
         """Forget ``task``; return the requests that were still queued for it."""
+        self._min_limit = None
         q = self._q.pop(task, None)
         self._rank.pop(task, None)
         self._busy.discard(task)
@@ -96,6 +108,41 @@ class TaskQueues:
         self._busy.clear()
         self.total = 0
         return req
+
+    def drop_expired(self, now: float, limits: Mapping[str, float]) -> list[Request]:
+        """Remove and return the queued requests that have waited too long, in task add order.
+
+        A request of task ``t`` has expired when ``arrival_s + limits[t] < now`` (seconds; a task
+        missing from ``limits`` waits unbounded). Queues are FIFO, so only heads are looked at.
+        Cheap when nothing can have expired: ``expiry_lb`` bounds the earliest expiry from
+        below, over the queued heads and over requests still to come (they arrive at ``now`` or
+        later, so they expire no earlier than ``now`` plus the smallest limit); a call before it
+        returns at once. A task's limit must not change while it is queued here, and whoever
+        queues a request that arrived before the previous call's ``now`` (a request held while
+        its task was loading) sets ``expiry_lb = -inf``.
+        """
+        if now <= self.expiry_lb or not self.total:
+            return []
+        if self._min_limit is None:
+            self._min_limit = min((limits.get(t, math.inf) for t in self._q), default=math.inf)
+        dropped: list[Request] = []
+        lb = now + self._min_limit
+        for task in self.backlogged():
+            limit = limits.get(task)
+            if limit is None:
+                continue
+            q = self._q[task]
+            while q and q[0].arrival_s + limit < now:
+                dropped.append(q.popleft())
+            if q:
+                expiry = q[0].arrival_s + limit
+                if expiry < lb:
+                    lb = expiry
+            else:
+                self._busy.discard(task)
+        self.total -= len(dropped)
+        self.expiry_lb = lb
+        return dropped
 
     def head(self, task: str) -> Request | None:
         q = self._q.get(task)
@@ -168,6 +215,24 @@ class Scheduler(ABC):
 
     def _on_backlogged(self, task: str, now: float) -> None:
         """Hook: ``task`` went from idle to backlogged at ``now``."""
+
+    def drop_expired(self, now: float, limits: Mapping[str, float]) -> list[Request]:
+        """Remove and return queued requests that waited longer than their task's limit.
+
+        ``limits``: task -> longest wait in seconds (see :meth:`TaskQueues.drop_expired`). The
+        engine calls this before :meth:`schedule` and settles what it returns (rejects them);
+        fairness state is not charged for them. Subclasses that track queue heads or idle
+        tasks react in :meth:`_on_dropped`.
+        """
+        dropped = self.queues.drop_expired(now, limits)
+        if dropped:
+            for task in dict.fromkeys(r.task for r in dropped):  # task add order: deterministic
+                self._on_dropped(task, dropped)
+        return dropped
+
+    def _on_dropped(self, task: str, dropped: list[Request]) -> None:
+        """Hook: requests of ``task`` (among ``dropped``) left its queue without being served;
+        the queue may now be empty."""
 
     # -- decisions ------------------------------------------------------------------------
     @abstractmethod

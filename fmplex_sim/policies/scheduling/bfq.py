@@ -68,6 +68,13 @@ class BfqScheduler(Scheduler):
             self._waited.discard(r.id)
         return out
 
+    def _on_dropped(self, task: str, dropped: list[Request]) -> None:
+        if self._waited:
+            for r in dropped:
+                self._waited.discard(r.id)
+        if not self.queues[task]:
+            self._v.went_idle(task)
+
     def _on_backlogged(self, task: str, now: float) -> None:
         busy = self.queues.backlogged_set()
         if len(busy) == 1:  # only this task: lift to the last idle counter (FairCounters.floor)

@@ -38,6 +38,9 @@ class FifoScheduler(Scheduler):
     def _on_backlogged(self, task: str, now: float) -> None:
         self._push_head(task)
 
+    def _on_dropped(self, task: str, dropped: list[Request]) -> None:
+        self._push_head(task)  # its new head, if any (the dropped one's entry is now stale)
+
     def _push_head(self, task: str) -> None:
         r = self.queues.head(task)
         if r is not None:

@@ -58,6 +58,10 @@ class VtcScheduler(Scheduler):
     def _on_backlogged(self, task: str, now: float) -> None:
         self._c.lift(task, [t for t in self.queues.backlogged_set() if t != task])
 
+    def _on_dropped(self, task: str, dropped: list[Request]) -> None:
+        if not self.queues[task]:
+            self._c.went_idle(task)  # dropped requests are not charged
+
     def _take(self, task: str, n: int) -> list[Request]:
         rows = self.queues.pop(task, n)
         w = self.weights[task]

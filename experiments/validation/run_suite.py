@@ -1,0 +1,66 @@
+"""Run the CPU validation suite and print its table (the README's "Simulator against reality").
+
+    python experiments/validation/run_suite.py --out results/validation [--device cpu]
+
+The first minilm scenario measures the profile; the other minilm scenarios reuse it (same
+device, same backbone, measured minutes earlier); the two-backbone mix measures its own.
+Each scenario is one `fmplex-exec validate` command, printed before it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("minilm_low", "minilm_medium", "minilm_high", "mix_two_backbones")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/validation")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--only", help="comma-separated scenario names")
+    args = ap.parse_args()
+    out = Path(args.out)
+    todo = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
+    exe = str(Path(sys.executable).with_name("fmplex-exec"))
+    profile = None
+    for name in todo:
+        cmd = [exe, "validate", str(HERE / f"{name}.yaml"), "--out", str(out / name),
+               "--device", args.device]
+        if name.startswith("minilm") and profile is not None:
+            cmd += ["--profile", str(profile)]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        if name.startswith("minilm") and profile is None:
+            profile = out / name / "profile.csv"
+    print()
+    print(table(out, todo))
+    return 0
+
+
+def table(out: Path, names) -> str:
+    """Markdown table: per scenario and system, measured and simulated p50/p99, errors, SLO."""
+    lines = ["| scenario | system | p50 real / sim ms | p50 err | p99 real / sim ms | p99 err | "
+             "SLO real / sim | ranking same |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        f = out / name / "validation.json"
+        if not f.exists():
+            continue
+        rep = json.loads(f.read_text())
+        for sysname, e in rep["systems"].items():
+            o = e["overall"]
+            r, s = o["real"], o["sim"]
+            lines.append(
+                f"| {name} | {sysname} | {r['p50_ms']:.1f} / {s['p50_ms']:.1f} | {o['p50_rel_err'] * 100:+.1f}% | "
+                f"{r['p99_ms']:.1f} / {s['p99_ms']:.1f} | {o['p99_rel_err'] * 100:+.1f}% | "
+                f"{r['slo_attainment']:.3f} / {s['slo_attainment']:.3f} | {'yes' if rep['ranking']['same'] else 'no'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""``fmplex-exec validate``: does the simulator predict what the real harness measures?
+
+One request stream (identical arrivals, task assignment and input sizes) is replayed on real
+models by :class:`~fmplex_exec.runtime.Runtime` and simulated by :mod:`fmplex_sim` with a
+profile of the same device, for each system. The profile is either given (``--profile``) or
+measured first, in the same command, on exactly the shapes the config needs. Nothing is fitted
+to the replays: the simulator sees only the profile and the config.
+
+Results folder::
+
+    profile.csv                  the profile the simulator used (measured here or copied)
+    validation.json              per system, overall and per task: real and simulated latency,
+                                 SLO attainment, throughput, their errors (*_rel_err fractions)
+    validation.png / .pdf        latency CDFs (real solid, simulated dashed), per-task p50/p99
+    provenance.json, config.yaml
+    <system>/real/, <system>/sim/   each a results folder of its engine (requests.csv, summary.json, ...)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from fmplex_sim.config import LatencyConfig, RunConfig
+from fmplex_sim.errors import InputError
+
+DEFAULT_SYSTEMS = ("spatial", "colocate", "fmplex")
+
+
+def profile_grid(cfg: RunConfig, backbone: str) -> dict:
+    """The profile grid a config needs on one backbone: its batch sizes, input lengths,
+    adapter counts, ranks and head widths (keyword arguments of ``profile_backbone``)."""
+    tasks = [t for t in cfg.tasks if t.backbone == backbone]
+    max_batch = min(cfg.system.max_batch, 32)
+    batches = sorted({1, 2, 4, 8, 16, 32} & set(range(1, max_batch + 1)) | {max_batch})
+    lens = sorted({t.input_len for t in tasks})
+    seq_lens = sorted({min(lens), max(lens)} | set(lens[:: max(1, len(lens) // 3)]))
+    if len(seq_lens) == 1:
+        seq_lens = sorted({max(1, seq_lens[0] // 2), seq_lens[0]})
+    loras = [e for t in tasks for e in t.extensions if e.kind == "lora"]
+    ranks = sorted({min(e.rank for e in loras), max(e.rank for e in loras)}) if loras else [8]
+    n_lora = max(len(loras), 1)
+    adapters = sorted({1, (n_lora + 1) // 2, n_lora})
+    outputs = sorted({e.outputs for t in tasks for e in t.extensions if e.kind == "head"}) or [2]
+    mid = seq_lens[len(seq_lens) // 2]
+    return dict(batches=tuple(batches), seq_lens=tuple(seq_lens), adapters=tuple(adapters),
+                ranks=tuple(ranks), outputs=tuple(outputs),
+                lora_points=((1, min(seq_lens)), (1, mid), (4, mid), (max(batches) // 2 or 1, max(seq_lens))),
+                overhead_batches=tuple(b for b in (1, 4, 16) if b <= max(batches)) or (1,),
+                contention_shape=(4, mid), wake_shape=(1, mid), extension_sizes=((8, 2),), repeats=6, max_point_s=1.0)
+
+
+def _measure_profile(cfg: RunConfig, path: Path, device: str, dtype: str, sim_device: str,
+                     say) -> None:
+    from fmplex_exec.profiler import profile_backbone
+    from fmplex_sim.latency.profile import write_profile
+
+    rows, comments = [], []
+    for bb in sorted({t.backbone for t in cfg.tasks}):
+        say(f"profiling {bb} on {device} (the shapes this config needs)")
+        r, c = profile_backbone(bb, device=device, dtype=dtype, sim_device=sim_device,
+                                command=f"fmplex-exec validate (profile of {bb})", log=say,
+                                **profile_grid(cfg, bb))
+        rows += r
+        comments += c + [""]
+    write_profile(path, rows, comments)
+
+
+def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
+    from fmplex_sim.catalog import get_backbone, get_device
+    from fmplex_sim.latency.profile import ProfileModel
+
+    if not Path(path).is_file():
+        raise InputError("--profile", path, "no such file")
+    try:
+        pm = ProfileModel(path)
+        dev = get_device(sim_device)
+        for bb in {t.backbone for t in cfg.tasks}:
+            pm.backbone_s(get_backbone(bb), dev, 1, 1)
+    except (ValueError, KeyError) as e:
+        raise InputError("--profile", path, str(e).strip("'\"")) from None
+
+
+def _summary_line(name: str, entry: dict) -> str:
+    r, s = entry["real"], entry["sim"]
+
+    def pct(x):
+        return "  n/a " if x is None else f"{x * 100:+6.1f}%"
+
+    return (f"{name:>10}  real p50 {r['p50_ms'] or 0:8.1f} ms  sim {s['p50_ms'] or 0:8.1f} ms ({pct(entry['p50_rel_err'])})"
+            f"  real p99 {r['p99_ms'] or 0:8.1f} ms  sim {s['p99_ms'] or 0:8.1f} ms ({pct(entry['p99_rel_err'])})"
+            f"  SLO {r['slo_attainment']} vs {s['slo_attainment']}")
+
+
+def cmd_validate(args) -> int:
+    """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
+    from fmplex_exec.executors import make_executor
+    from fmplex_exec.profiler import default_sim_device
+    from fmplex_exec.runtime import Runtime, RuntimeOptions
+    from fmplex_sim.config import load_config
+    from fmplex_sim.latency.profile import ProfileModel
+    from fmplex_sim.metrics import write_requests_csv
+    from fmplex_sim.results import provenance, results_dir, write_json, write_yaml
+    from fmplex_sim.run import prepare, simulate, write_run
+    from fmplex_sim.validation import TARGETS, compare_runs, plot_validation, ranking, within_targets
+
+    cfg = load_config(args.config, list(args.set or []))
+    names = [s.strip() for s in (args.systems or ",".join(cfg.systems or DEFAULT_SYSTEMS)).split(",") if s.strip()]
+    if not names or len(set(names)) != len(names):
+        raise InputError("--systems", args.systems or "", "name each system once")
+    for n in names:
+        cfg.with_system(n)
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device", "cuda", "no CUDA device is available here")
+    sim_device = default_sim_device(args.device)
+    if cfg.cluster.device != sim_device or cfg.cluster.gpus != 1:
+        # The replay runs on this machine's one device; the simulation must describe the same.
+        cfg = replace(cfg, cluster=replace(cfg.cluster, device=sim_device, gpus=1))
+    if args.profile:
+        _check_profile(args.profile, cfg, sim_device)
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
+    cfg, wl, info = prepare(cfg)
+    out = Path(args.out)
+    t_start = time.perf_counter()
+    with results_dir(out) as tmp:
+        prof = tmp / "profile.csv"
+        if args.profile:
+            shutil.copyfile(args.profile, prof)
+        else:
+            _measure_profile(cfg, prof, args.device, args.dtype, sim_device, say)
+        latency = ProfileModel(prof)
+        cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(out / "profile.csv")))
+        lm = {"kind": "profile", "source": "profile.csv"}
+        write_yaml(tmp / "config.yaml", cfg.to_dict())
+        report: dict = {"config": str(args.config), "device": args.device, "sim_device": sim_device,
+                        "profile": "profile.csv", "profile_measured": not args.profile,
+                        "requests": len(wl), "tasks": len(cfg.tasks), "duration_s": cfg.duration_s,
+                        "targets": TARGETS, "systems": {}}
+        runs = {}
+        opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
+        for name in names:
+            c = cfg.with_system(name)
+            sim = simulate(c, wl, latency=latency)
+            write_run(tmp / name / "sim", c, sim, args.argv, workload_info=info)
+            say(f"{name}: simulated; replaying {len(wl)} requests on real models "
+                f"({c.duration_s:g} s of trace)")
+            records, summary = Runtime(c, wl, make_executor, opts, latency=latency).run()
+            real_dir = tmp / name / "real"
+            real_dir.mkdir(parents=True)
+            write_yaml(real_dir / "config.yaml", c.to_dict())
+            prov = provenance(c.seed, lm, args.argv)
+            prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype}
+            write_json(real_dir / "provenance.json", prov)
+            write_requests_csv(real_dir / "requests.csv", records)
+            write_json(real_dir / "summary.json", summary)
+            entry = compare_runs(records, sim.records, c.tasks, c.duration_s)
+            entry["meets_targets"] = within_targets(entry["overall"])
+            report["systems"][name] = entry
+            runs[name] = (records, sim.records)
+            say(_summary_line(name, entry["overall"]))
+        real_rank = ranking(report["systems"], "real")
+        sim_rank = ranking(report["systems"], "sim")
+        report["ranking"] = {"by": "mean latency", "real": real_rank, "sim": sim_rank,
+                             "same": real_rank == sim_rank}
+        report["wall_s"] = round(time.perf_counter() - t_start, 1)
+        write_json(tmp / "validation.json", report)
+        prov = provenance(cfg.seed, lm, args.argv)
+        prov["engine"] = {"name": "fmplex_exec validate", "device": args.device, "dtype": args.dtype,
+                          "cpu_count": os.cpu_count()}
+        write_json(tmp / "provenance.json", prov)
+        plot_validation(tmp / "validation.png", runs, report,
+                        title=f"{Path(args.config).name}: {len(cfg.tasks)} tasks, {len(wl)} requests, "
+                        f"{cfg.duration_s:g} s; measured (solid) vs simulated (dashed)",
+                        caption=f"device {args.device} ({sim_device}), latency model: profile "
+                        f"{'measured in this run' if not args.profile else args.profile}")
+    for name in names:
+        print(_summary_line(name, report["systems"][name]["overall"]))
+    print(f"ranking by mean latency: real {', '.join(real_rank)}; sim {', '.join(sim_rank)}"
+          f" ({'same' if report['ranking']['same'] else 'DIFFERENT'})")
+    print(f"report: {out / 'validation.json'}")
+    return 0

@@ -1,0 +1,97 @@
+"""CPU devices: cores shared by the batches running on them (processor sharing).
+
+A GPU runs one batch at a time per process and switches between processes (the engine's
+``_Device``). A CPU host is different, and the simulator follows what the execution harness
+does on it:
+
+* ``fmplex`` runs one serving thread per physical FM: one batch at a time on all cores.
+* ``colocate`` runs one thread per replica in one process; batches of different replicas run
+  at once and share the cores. Each of ``k`` concurrent batches progresses at ``1/slowdown(k)``
+  of its solo speed, ``slowdown`` coming from the latency model (measured ``contention`` rows
+  of a profile, else ``k``).
+* ``spatial`` runs one process per slice, pinned to the cores :func:`slice_cores` gives it
+  (as many threads as cores). Slices pinned to the same cores time-share them the same way
+  (the operating system's fair scheduler; ``k`` processes on one core each get ``1/k``).
+
+:class:`SharedCores` is that processor-sharing server on a simpy environment: work is in
+seconds of solo service; a finished job calls its callback.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from simpy.events import Timeout
+
+_EPS = 1e-12
+
+
+def slice_cores(first: int, width: int, slices: int, cores: int) -> tuple[int, ...]:
+    """Cores a spatial slice occupies: slices ``first .. first+width-1`` of ``slices`` on a
+    host of ``cores`` cores. With no more slices than cores each slice owns ``cores //
+    slices`` cores in order; with more, slices go round robin over the cores (slice ``s`` on
+    core ``s % cores``), so neighbouring slices land on different cores."""
+    if cores < 1 or slices < 1 or width < 1:
+        raise ValueError(f"need cores, slices and width >= 1, got {cores}, {slices}, {width}")
+    per = max(1, cores // slices)
+    return tuple(sorted({(s * per + j) % cores for s in range(first, first + width) for j in range(per)}))
+
+
+class SharedCores:
+    """Cores shared evenly by the jobs on them: with ``k`` jobs, each one's remaining solo
+    work drains at ``1/slowdown(k)`` per second. One pending simpy timeout at a time (for
+    the next job to finish); a change in the job set replaces it."""
+
+    __slots__ = ("env", "slowdown", "jobs", "last", "gen", "_slow")
+
+    def __init__(self, env, slowdown: Callable[[int], float]) -> None:
+        self.env = env
+        self.slowdown = slowdown
+        self.jobs: dict[int, list] = {}  # job id -> [remaining solo seconds, callback]
+        self.last = 0.0  # when remaining work was last brought up to date
+        self.gen = 0  # id of the newest job and of the only timeout that counts
+        self._slow: dict[int, float] = {}
+
+    def _factor(self, k: int) -> float:
+        f = self._slow.get(k)
+        if f is None:
+            f = self._slow[k] = max(1.0, float(self.slowdown(k))) if k > 1 else 1.0
+        return f
+
+    def _advance(self, now: float) -> None:
+        k = len(self.jobs)
+        if k and now > self.last:
+            done = (now - self.last) / self._factor(k)
+            for job in self.jobs.values():
+                job[0] -= done
+        self.last = now
+
+    def _arm(self, now: float) -> None:
+        self.gen += 1
+        if self.jobs:
+            left = min(job[0] for job in self.jobs.values())
+            gen = self.gen
+            Timeout(self.env, max(0.0, left) * self._factor(len(self.jobs))).callbacks.append(
+                lambda _ev: self._fire(gen))
+
+    def add(self, work_s: float, callback: Callable[[], None]) -> None:
+        """Start a job of ``work_s`` solo seconds now; ``callback()`` when it finishes."""
+        now = self.env.now
+        self._advance(now)
+        self.jobs[self.gen] = [work_s, callback]
+        self._arm(now)
+
+    def _fire(self, gen: int) -> None:
+        if gen != self.gen:
+            return  # the job set changed since this timeout was set
+        now = self.env.now
+        self._advance(now)
+        least = min(job[0] for job in self.jobs.values())
+        done = [j for j, job in self.jobs.items() if job[0] <= least + _EPS]
+        callbacks = [self.jobs.pop(j)[1] for j in done]
+        self._arm(now)
+        for cb in callbacks:
+            cb()
+
+    def __len__(self) -> int:
+        return len(self.jobs)

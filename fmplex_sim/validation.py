@@ -1,0 +1,147 @@
+"""Simulator against reality: compare two runs of one request stream, write the report.
+
+:func:`compare_runs` takes the records and summaries of the same workload replayed on real
+models (``fmplex-exec``) and simulated (``fmplex-sim``) and returns, overall and per task,
+both sides' mean/p50/p95/p99 latency, SLO attainment and throughput with their errors:
+``*_rel_err`` are relative errors of the simulation as fractions (``(sim - real) / real``,
+signed: positive when the simulator predicts slower), ``slo_attainment_abs_err`` the absolute
+difference. :func:`plot_validation` draws the figure. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fmplex_sim.metrics import Records
+from fmplex_sim.specs import TaskSpec
+
+#: Targets of the validation suite (README): |relative error| of p50 and p99, absolute error of
+#: SLO attainment, below saturation.
+TARGETS = {"p50_rel_err": 0.10, "p99_rel_err": 0.20, "slo_attainment_abs_err": 0.03}
+STATS = ("mean", "p50", "p95", "p99")
+
+
+def _side(rec: Records, idx: np.ndarray, slo_ms: np.ndarray, duration_s: float) -> dict:
+    st = rec.status()[idx]
+    done = st == 0
+    lat = ((rec.finish_s - rec.arrival_s)[idx] * 1000.0)[done]
+    out: dict = {"arrived": int(idx.shape[0]), "completed": int(done.sum())}
+    if lat.shape[0]:
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        out.update(mean_ms=float(lat.mean()), p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99))
+    else:
+        out.update(mean_ms=None, p50_ms=None, p95_ms=None, p99_ms=None)
+    met = done & (((rec.finish_s - rec.arrival_s)[idx] * 1000.0) <= slo_ms[idx] + 1e-9)
+    out["slo_attainment"] = float(met.mean()) if idx.shape[0] else None
+    out["throughput_rps"] = float((done & (rec.finish_s[idx] <= duration_s)).sum()) / duration_s
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _errors(real: dict, sim: dict) -> dict:
+    err: dict = {}
+    for k in STATS:
+        r, s = real[f"{k}_ms"], sim[f"{k}_ms"]
+        err[f"{k}_rel_err"] = round((s - r) / r, 6) if r and s is not None else None
+    r, s = real["throughput_rps"], sim["throughput_rps"]
+    err["throughput_rel_err"] = round((s - r) / r, 6) if r else None
+    r, s = real["slo_attainment"], sim["slo_attainment"]
+    err["slo_attainment_abs_err"] = round(abs(s - r), 6) if r is not None and s is not None else None
+    return err
+
+
+def compare_runs(real: Records, sim: Records, tasks: Sequence[TaskSpec], duration_s: float) -> dict:
+    """``{"overall": {...}, "tasks": {name: {...}}}``, each with ``real``, ``sim`` and errors.
+
+    Both record sets must describe the same request stream (same arrivals and tasks).
+    """
+    if real.task.shape != sim.task.shape or not np.array_equal(real.task, sim.task):
+        raise ValueError("real and simulated runs do not share one request stream")
+    spec = {t.name: t for t in tasks}
+    slo = np.array([spec[n].slo_ms for n in real.tasks])[real.task] if len(real.task) else np.empty(0)
+    everything = np.arange(real.task.shape[0])
+    overall_r, overall_s = _side(real, everything, slo, duration_s), _side(sim, everything, slo, duration_s)
+    out = {"overall": {"real": overall_r, "sim": overall_s, **_errors(overall_r, overall_s)}, "tasks": {}}
+    for k, name in enumerate(real.tasks):
+        idx = np.flatnonzero(real.task == k)
+        r, s = _side(real, idx, slo, duration_s), _side(sim, idx, slo, duration_s)
+        out["tasks"][name] = {"real": r, "sim": s, **_errors(r, s)}
+    return out
+
+
+def within_targets(entry: Mapping, targets: Mapping[str, float] = TARGETS) -> dict[str, bool]:
+    """For each target key, whether ``entry`` (an ``overall`` or task entry) meets it."""
+    return {k: entry.get(k) is not None and abs(entry[k]) <= lim for k, lim in targets.items()}
+
+
+def ranking(by_system: Mapping[str, Mapping], side: str, stat: str = "mean_ms") -> list[str]:
+    """Systems ordered best first by ``stat`` of their overall ``side`` (``real`` or ``sim``)."""
+    return sorted(by_system, key=lambda n: (by_system[n]["overall"][side][stat] or float("inf"), n))
+
+
+def _cdf(ax, rec: Records, color, style: str, label: str) -> None:
+    done = rec.status() == 0
+    lat = np.sort((rec.finish_s - rec.arrival_s)[done] * 1000.0)
+    if lat.shape[0]:
+        ax.plot(lat, np.arange(1, lat.shape[0] + 1) / lat.shape[0], style, color=color, label=label)
+
+
+def plot_validation(path: Path, runs: Mapping[str, tuple[Records, Records]], report: Mapping,
+                    title: str, caption: str) -> None:
+    """Latency CDFs (real solid, simulated dashed) per system, and predicted against
+    measured per-task p50 and p99; PNG (and PDF next to it when ``path`` ends in .png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(runs)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 4.0))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name, color in zip(axes, names, colors):
+        real, sim = runs[name]
+        _cdf(ax, real, color, "-", "measured")
+        _cdf(ax, sim, color, "--", "simulated")
+        o = report["systems"][name]["overall"]
+        ax.set_title(f"{name}: p50 err {_pct(o['p50_rel_err'])}, p99 err {_pct(o['p99_rel_err'])}",
+                     fontsize=9)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("fraction of requests")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    ax = axes[-1]
+    lo, hi = float("inf"), 0.0
+    for name, color in zip(names, colors):
+        for stat, marker in (("p50", "o"), ("p99", "^")):
+            pts = [(t[ "real"][f"{stat}_ms"], t["sim"][f"{stat}_ms"])
+                   for t in report["systems"][name]["tasks"].values()
+                   if t["real"][f"{stat}_ms"] and t["sim"][f"{stat}_ms"]]
+            if pts:
+                xs, ys = zip(*pts)
+                ax.scatter(xs, ys, marker=marker, color=color, s=18, label=f"{name} {stat}")
+                lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+    if hi > 0:
+        ax.plot([lo, hi], [lo, hi], "k:", lw=1, label="exact")
+        ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="grey", alpha=0.15,
+                        label="±20%")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    ax.set_title("per task: predicted vs measured", fontsize=9)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("simulated latency (ms)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.5, 0.01, caption, ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.savefig(path, dpi=120)
+    if str(path).endswith(".png"):
+        fig.savefig(str(path)[:-4] + ".pdf")
+    plt.close(fig)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x * 100:+.1f}%"

@@ -1,0 +1,140 @@
+"""Noisy-neighbour guarantee in the simulator: one task offered 10x its weighted share.
+
+A scenario generator draws, per seed, 1-2 *heavy* neighbours offered 2-3x their share (they
+stay backlogged) and 1-2 *light* neighbours offered 0.2-0.5x their share, with weights in
+{1, 2, 3}, next to the *flood* offered 10x its share; shares are weighted fractions of the
+capacity measured by saturating the same instance with one task. Two instances: MiniLM-L6 on
+the 2-core CPU (the measured profile, 16-token inputs) and BERT-base on an H100 (roofline,
+128-token inputs); max_batch 16, placement fmplex.
+
+Checked (README, section "Isolation"):
+- bfq: every backlogged task (flood and heavies) receives within 10% of its weighted max-min
+  fair share of backbone time: what the light tasks leave, split by weight;
+- fifo: the flood takes more than its share and the heavies get less (what breaks);
+- the light tasks' p99 against their p99 alone: the 1.5x target is not met under bfq (about
+  3.4-5.9x); the test is a strict xfail with the reason, so a scheduler that meets it shows up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmplex_sim.config import parse_config
+from fmplex_sim.run import simulate
+
+PROFILE = str(Path(__file__).resolve().parents[1] / "profiles" / "cpu-2core" / "minilm-l6.csv")
+# setup -> (device, backbone, latency model, input_len, slo_ms, duration_s)
+SETUPS = {
+    "cpu-minilm": ("CPU", "minilm-l6", {"profile": PROFILE}, 16, 1000, 10.0),
+    "h100-bert": ("H100-80GB", "bert-base", "roofline", 128, 50, 0.5),
+}
+SEEDS = range(4)
+
+
+def _cfg(setup: str, tasks, scheduler: str, seed: int, duration_s: float | None = None):
+    device, bb, lat, input_len, slo_ms, dur = SETUPS[setup]
+    return parse_config({
+        "seed": seed, "duration_s": duration_s or dur, "drain_s": 0,
+        "cluster": {"device": device, "gpus": 1}, "latency_model": lat,
+        "system": {"placement": "fmplex", "scheduler": scheduler, "max_batch": 16},
+        "tasks": [{"name": n, "backbone": bb, "weight": w, "input_len": input_len, "slo_ms": slo_ms,
+                   "extensions": [{"kind": "lora", "rank": 8}, {"kind": "head", "outputs": 2}],
+                   "arrival": {"process": "poisson", "rate_rps": r}} for n, w, r in tasks],
+    }, "noisy.yaml")
+
+
+def capacity_rps(setup: str) -> float:
+    """Requests per second one task completes when it saturates the instance alone."""
+    dur = 2.0
+    flood = 1e5 if SETUPS[setup][0] != "CPU" else 2000.0
+    s = simulate(_cfg(setup, [("probe", 1.0, flood)], "fifo", 0, dur)).summary
+    return s["per_task"]["probe"]["completed"] / dur
+
+
+def scenario(seed: int, cap_rps: float) -> list[tuple[str, float, float]]:
+    """(name, weight, offered rps) of the flood, 1-2 heavy and 1-2 light neighbours."""
+    rng = np.random.default_rng(seed)
+    n_heavy, n_light = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    names = ["flood"] + [f"heavy{i}" for i in range(n_heavy)] + [f"light{i}" for i in range(n_light)]
+    w = {n: float(rng.choice([1, 2, 3])) for n in names}
+    total = sum(w.values())
+    backlogged = sum(v for n, v in w.items() if not n.startswith("light"))
+    out = []
+    for n in names:
+        if n == "flood":
+            rate = 10.0 * cap_rps * w[n] / total
+        elif n.startswith("heavy"):  # 2-3x even the share it has when the light tasks take nothing
+            rate = float(rng.uniform(2, 3)) * cap_rps * w[n] / backlogged
+        else:
+            rate = float(rng.uniform(0.2, 0.5)) * cap_rps * w[n] / total
+        out.append((n, w[n], rate))
+    return out
+
+
+def fair_share_ratios(summary: dict, tasks) -> dict[str, float]:
+    """Backlogged task -> service received / its weighted max-min fair share (light tasks get
+    what they ask; the rest of the backbone time is split by weight among the backlogged)."""
+    pt = summary["per_task"]
+    weight = {n: w for n, w, _ in tasks}
+    back = [n for n in pt if not n.startswith("light")]
+    rest = sum(p["service_s"] for p in pt.values()) - sum(pt[n]["service_s"] for n in pt if n not in back)
+    wsum = sum(weight[n] for n in back)
+    return {n: pt[n]["service_s"] / (rest * weight[n] / wsum) for n in back}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """setup -> seed -> (tasks, {scheduler: summary}); computed once for the module."""
+    out = {}
+    for setup in SETUPS:
+        cap = capacity_rps(setup)
+        out[setup] = {}
+        for seed in SEEDS:
+            tasks = scenario(seed, cap)
+            out[setup][seed] = (tasks, {s: simulate(_cfg(setup, tasks, s, seed)).summary for s in ("bfq", "fifo")})
+    return out
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_bfq_gives_every_backlogged_task_its_weighted_share_within_10_percent(runs, setup):
+    for seed, (tasks, by_sched) in runs[setup].items():
+        ratios = fair_share_ratios(by_sched["bfq"], tasks)
+        assert all(0.9 <= r <= 1.1 for r in ratios.values()), (seed, tasks, ratios)
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_fifo_lets_the_flood_take_the_heavy_neighbours_share(runs, setup):
+    for seed, (tasks, by_sched) in runs[setup].items():
+        ratios = fair_share_ratios(by_sched["fifo"], tasks)
+        assert ratios["flood"] > 1.3, (seed, ratios)
+        assert min(r for n, r in ratios.items() if n != "flood") < 0.85, (seed, ratios)
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_light_neighbours_p99_is_protected_by_bfq_and_lost_under_fifo(runs, setup):
+    """bfq keeps a light neighbour's p99 a few full batches; fifo queues it behind the flood
+    for most of the run (no drain: most of its requests are still queued at the end)."""
+    slo_ms = SETUPS[setup][4]
+    for seed, (tasks, by_sched) in runs[setup].items():
+        for n, _, _ in tasks:
+            if n.startswith("light"):
+                bfq = by_sched["bfq"]["per_task"][n]["latency_ms"]["p99"]
+                fifo = by_sched["fifo"]["per_task"][n]["latency_ms"]["p99"]
+                assert bfq < 0.1 * fifo and fifo > 5 * slo_ms, (seed, n, bfq, fifo)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not met: under bfq a light neighbour's p99 is 3.4-5.9x its p99 alone (README, Isolation). "
+    "Batches are not preemptible: it waits for the full 16-row batch in flight, then shares a "
+    "full batch, where alone it runs batches of one or two."))
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_light_neighbours_p99_within_1_5x_of_alone_under_bfq(runs, setup):
+    for seed, (tasks, by_sched) in runs[setup].items():
+        for n, w, r in tasks:
+            if n.startswith("light"):
+                alone = simulate(_cfg(setup, [(n, w, r)], "bfq", seed)).summary["per_task"][n]["latency_ms"]["p99"]
+                shared = by_sched["bfq"]["per_task"][n]["latency_ms"]["p99"]
+                assert shared <= 1.5 * alone, (seed, n, shared, alone)

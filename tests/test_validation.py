@@ -1,0 +1,136 @@
+"""Simulator against the real harness: the comparison, and `fmplex-exec validate` end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from fmplex_sim.metrics import Records
+from fmplex_sim.specs import TaskSpec
+from fmplex_sim.validation import compare_runs, ranking, within_targets
+
+
+def _records(latencies_ms, tasks=(0, 0, 1, 1), rejected=()):
+    n = len(latencies_ms)
+    arrival = np.arange(n, dtype=float)
+    finish = arrival + np.asarray(latencies_ms, dtype=float) / 1000.0
+    finish[list(rejected)] = np.nan
+    return Records(tasks=("a", "b"), task=np.asarray(tasks), arrival_s=arrival, start_s=arrival.copy(),
+                   finish_s=finish, batch_id=np.arange(n), instances=("i",), instance=np.zeros(n, int),
+                   reason=["rejected" if i in rejected else "" for i in range(n)])
+
+
+TASKS = (TaskSpec("a", "minilm-l6", slo_ms=150), TaskSpec("b", "minilm-l6", slo_ms=150))
+
+
+def test_relative_errors_are_signed_fractions_of_the_measured_value():
+    real = _records([100, 100, 200, 200])
+    sim = _records([110, 110, 180, 180])
+    rep = compare_runs(real, sim, TASKS, duration_s=10.0)
+    assert rep["tasks"]["a"]["p50_rel_err"] == pytest.approx(0.10)
+    assert rep["tasks"]["b"]["p50_rel_err"] == pytest.approx(-0.10)
+    assert rep["tasks"]["a"]["real"]["p50_ms"] == pytest.approx(100.0)
+    assert rep["overall"]["mean_rel_err"] == pytest.approx((145 - 150) / 150, abs=1e-6)  # rounded to 6 places
+    # SLO 150 ms: both sides meet it on task a only
+    assert rep["overall"]["real"]["slo_attainment"] == rep["overall"]["sim"]["slo_attainment"] == 0.5
+    assert rep["overall"]["slo_attainment_abs_err"] == 0.0
+    assert within_targets(rep["tasks"]["a"]) == {"p50_rel_err": True, "p99_rel_err": True,
+                                                 "slo_attainment_abs_err": True}
+    assert within_targets(rep["tasks"]["a"], {"p50_rel_err": 0.05})["p50_rel_err"] is False
+
+
+def test_rejected_requests_count_against_attainment_and_throughput():
+    real = _records([100, 100, 100, 100])
+    sim = _records([100, 100, 100, 100], rejected=(3,))
+    rep = compare_runs(real, sim, TASKS, duration_s=4.0)
+    assert rep["overall"]["sim"]["completed"] == 3 and rep["overall"]["real"]["completed"] == 4
+    assert rep["overall"]["slo_attainment_abs_err"] == pytest.approx(0.25)
+    assert rep["overall"]["throughput_rel_err"] == pytest.approx(-0.25)
+
+
+def test_runs_of_different_streams_are_refused():
+    with pytest.raises(ValueError, match="one request stream"):
+        compare_runs(_records([1, 1, 1, 1]), _records([1, 1, 1, 1], tasks=(1, 0, 1, 0)), TASKS, 1.0)
+
+
+def test_ranking_orders_systems_by_mean_latency():
+    rep = {"x": {"overall": {"real": {"mean_ms": 5.0}}}, "y": {"overall": {"real": {"mean_ms": 2.0}}}}
+    assert ranking(rep, "real") == ["y", "x"]
+
+
+# -- end to end on real models -------------------------------------------------------------
+torch = pytest.importorskip("torch", reason="the execution harness needs the exec extra")
+
+CONFIG = {
+    "seed": 4, "duration_s": 3, "drain_s": 30, "cluster": {"device": "CPU", "gpus": 1},
+    "systems": ["colocate", "fmplex"],
+    "tasks": [
+        {"name": "sst2", "backbone": "minilm-l6", "slo_ms": 500, "input_len": 16,
+         "extensions": [{"kind": "lora", "rank": 4}, {"kind": "head", "outputs": 2}],
+         "arrival": {"process": "poisson", "rate_rps": 4}},
+        {"name": "topic", "backbone": "minilm-l6", "slo_ms": 500, "input_len": 8,
+         "extensions": [{"kind": "head", "outputs": 2}], "arrival": {"process": "poisson", "rate_rps": 4}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def quick_profile(tmp_path_factory):
+    from fmplex_exec.cli import main
+
+    path = tmp_path_factory.mktemp("prof") / "minilm.csv"
+    assert main(["profile", "--backbone", "minilm-l6", "--quick", "--out", str(path)]) == 0
+    return path
+
+
+@pytest.mark.slow
+def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_profile, capsys):
+    from fmplex_exec.cli import main
+
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    out = tmp_path / "val"
+    assert main(["validate", str(cfg), "--out", str(out), "--profile", str(quick_profile), "--quiet"]) == 0
+    rep = json.loads((out / "validation.json").read_text())
+    assert list(rep["systems"]) == ["colocate", "fmplex"]  # the config's `systems`
+    for name, entry in rep["systems"].items():
+        real = json.loads((out / name / "real" / "summary.json").read_text())
+        sim = json.loads((out / name / "sim" / "summary.json").read_text())
+        # one identical stream: same arrivals per task on both sides
+        assert real["requests"]["arrived"] == sim["requests"]["arrived"] == rep["requests"] > 0
+        assert real["cluster"]["engine"] == "fmplex_exec"
+        assert {"p50_rel_err", "p99_rel_err", "mean_rel_err", "p95_rel_err", "slo_attainment_abs_err",
+                "throughput_rel_err"} <= set(entry["overall"])
+        assert set(entry["tasks"]) == {"sst2", "topic"}
+        o = entry["overall"]
+        assert o["p50_rel_err"] == pytest.approx((o["sim"]["p50_ms"] - o["real"]["p50_ms"]) / o["real"]["p50_ms"],
+                                                 abs=1e-5)
+        real_csv = (out / name / "real" / "requests.csv").read_text().splitlines()
+        sim_csv = (out / name / "sim" / "requests.csv").read_text().splitlines()
+        assert [r.split(",")[:3] for r in real_csv] == [r.split(",")[:3] for r in sim_csv]
+    assert set(rep["ranking"]) >= {"real", "sim", "same"}
+    assert (out / "validation.png").stat().st_size > 0 and (out / "validation.pdf").exists()
+    assert (out / "profile.csv").read_text() == quick_profile.read_text()
+    assert "ranking by mean latency" in capsys.readouterr().out
+
+
+def test_validate_bad_profile_exits_2_and_writes_nothing(tmp_path, capsys):
+    from fmplex_exec.cli import main
+
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    bad = tmp_path / "p.csv"
+    bad.write_text("kind,backbone\nforward,minilm-l6\n")
+    out = tmp_path / "val"
+    assert main(["validate", str(cfg), "--out", str(out), "--profile", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "p.csv" in err[0] and not out.exists()
+    other = copy.deepcopy(CONFIG)
+    other["systems"] = ["fmplex", "nonsense"]
+    cfg.write_text(yaml.safe_dump(other))
+    assert main(["validate", str(cfg), "--out", str(out), "--profile", str(bad)]) == 2
+    assert "systems[1]" in capsys.readouterr().err and not out.exists()
