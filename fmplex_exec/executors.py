@@ -21,6 +21,7 @@ import os
 from typing import Callable
 
 from fmplex_sim.policies.placement import InstancePlan
+from fmplex_sim.policies.placement.spatial import first_slice
 from fmplex_sim.records import Batch
 from fmplex_sim.sharing import slice_cores as sim_slice_cores
 from fmplex_sim.specs import TaskSpec
@@ -77,7 +78,7 @@ def slice_cores(plan: InstancePlan, slices: int) -> list[int]:
     """The cores of this machine a spatial slice is pinned to: the simulator's mapping
     (:func:`fmplex_sim.sharing.slice_cores`) over the cores this process may use."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    first = int(plan.id.split("/s")[1].split("/")[0]) if "/s" in plan.id else 0
+    first = first_slice(plan)
     width = max(1, round(plan.share * slices))
     return [cores[i] for i in sim_slice_cores(first, width, slices, len(cores))]
 

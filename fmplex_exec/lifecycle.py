@@ -27,7 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from fmplex_sim.specs import TaskSpec
+from fmplex_sim.specs import DEPLOY, RETIRE, TaskSpec, lifecycle_events
 
 if TYPE_CHECKING:
     from fmplex_exec.runtime import Runtime
@@ -40,16 +40,7 @@ class Lifecycle:
 
     def __init__(self, rt: "Runtime") -> None:
         self.rt = rt
-        horizon = rt.cfg.duration_s + rt.cfg.drain_s
-        events = []
-        for k, t in enumerate(rt.cfg.tasks):
-            if t.start_s > 0:
-                events.append((t.start_s, 0, k))
-            if t.end_s is not None and t.end_s < horizon:
-                events.append((t.end_s, 1, k))
-            if t.update_s is not None and t.update_s < horizon:
-                events.append((t.update_s, 2, k))
-        self.events = sorted(events)
+        self.events = lifecycle_events(rt.cfg.tasks, rt.cfg.duration_s + rt.cfg.drain_s)
         # task deployed mid-run -> set once its deploy is over (serving, unplaced or ended)
         self.ready = {t.name: threading.Event() for t in rt.cfg.tasks if t.start_s > 0}
         self._thread = threading.Thread(target=self._play, daemon=True)
@@ -73,10 +64,10 @@ class Lifecycle:
             if delay > 0:
                 time.sleep(delay)
             task = rt.cfg.tasks[k]
-            if kind == 1:
+            if kind == RETIRE:
                 self._end(task)
             else:
-                self._spawn(self._deploy if kind == 0 else self._update, task)
+                self._spawn(self._deploy if kind == DEPLOY else self._update, task)
 
     def _spawn(self, fn, task: TaskSpec) -> None:
         th = threading.Thread(target=fn, args=(task,), daemon=True)

@@ -34,11 +34,12 @@ from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
 from fmplex_sim.latency.base import InstanceCost, LatencyModel
 from fmplex_sim.policies.placement import InstancePlan, Placement, make_placement
+from fmplex_sim.policies.placement.spatial import first_slice
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
 from fmplex_sim.policies.scheduling.base import charge_shares
 from fmplex_sim.records import Request, Wait
 from fmplex_sim.sharing import SharedCores, slice_cores
-from fmplex_sim.specs import GIB, TaskSpec
+from fmplex_sim.specs import DEPLOY, GIB, RETIRE, TaskSpec, lifecycle_events
 from fmplex_sim.workload import Workload
 
 # Task states.
@@ -264,7 +265,7 @@ class Engine:
             key, share = (plan.gpu,), 1.0
         else:
             slices = self.cfg.system.slices_per_gpu
-            first = int(plan.id.split("/s")[1].split("/")[0])
+            first = first_slice(plan)
             width = max(1, round(plan.share * slices))
             cores = slice_cores(first, width, slices, ncores)
             key, share = (plan.gpu, *cores), len(cores) / ncores
@@ -477,23 +478,14 @@ class Engine:
 
     def _lifecycle(self):
         env = self.env
-        events = []
-        horizon = self.cfg.duration_s + self.cfg.drain_s
-        for k, t in enumerate(self.cfg.tasks):
-            if t.start_s > 0:
-                events.append((t.start_s, 0, k))
-            if t.end_s is not None and t.end_s < horizon:
-                events.append((t.end_s, 1, k))
-            if t.update_s is not None and t.update_s < horizon:
-                events.append((t.update_s, 2, k))
-        for when, kind, k in sorted(events):
+        for when, kind, k in lifecycle_events(self.cfg.tasks, self.cfg.duration_s + self.cfg.drain_s):
             if when > env.now:
                 yield env.timeout(when - env.now)
             task = self.cfg.tasks[k]
-            if kind == 1:
+            if kind == RETIRE:
                 self._retire(task)
             else:  # loads run side by side: a later event never waits for them
-                env.process(self._deploy(task) if kind == 0 else self._update(task))
+                env.process(self._deploy(task) if kind == DEPLOY else self._update(task))
 
     def _deploy(self, task: TaskSpec):
         now = self.env.now

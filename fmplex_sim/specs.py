@@ -199,3 +199,21 @@ class ClusterSpec:
 
     device: str  # catalog key of the device model
     gpus: int  # number of devices
+
+
+#: Kinds of lifecycle event, in the order they are applied at one instant.
+DEPLOY, RETIRE, UPDATE = 0, 1, 2
+
+
+def lifecycle_events(tasks: tuple[TaskSpec, ...] | list[TaskSpec], horizon_s: float) -> list[tuple[float, int, int]]:
+    """``(time_s, kind, task index)`` of every mid-run deploy (``start_s > 0``), retirement and
+    update before ``horizon_s``, sorted: the one schedule both engines play."""
+    events = []
+    for k, t in enumerate(tasks):
+        if t.start_s > 0:
+            events.append((t.start_s, DEPLOY, k))
+        if t.end_s is not None and t.end_s < horizon_s:
+            events.append((t.end_s, RETIRE, k))
+        if t.update_s is not None and t.update_s < horizon_s:
+            events.append((t.update_s, UPDATE, k))
+    return sorted(events)

@@ -212,19 +212,25 @@ class InstanceCost:
         # which run over every row of an instance holding any adapter (rows of tasks without
         # one multiply by zeros): such an instance pays one adapter's cost on every batch.
         self.lora_always = dev.kind == "cpu"
+        self._resident_changed()
+
+    def _resident_changed(self) -> None:
+        self._cache.clear()
+        ranks = [e.rank for t in self.tasks.values() for e in t.extensions if e.kind == "lora"]
+        self.lora_rank = min(ranks) if ranks else None  # smallest resident LoRA rank, if any
 
     @property
     def has_lora(self) -> bool:
         """Whether any resident task carries a LoRA adapter."""
-        return any(e.kind == "lora" for t in self.tasks.values() for e in t.extensions)
+        return self.lora_rank is not None
 
     def add_task(self, task: TaskSpec) -> None:
         self.tasks[task.name] = task
-        self._cache.clear()
+        self._resident_changed()
 
     def remove_task(self, name: str) -> None:
         self.tasks.pop(name, None)
-        self._cache.clear()
+        self._resident_changed()
 
     def times(self, batch: Batch) -> tuple[float, float]:
         """``(service_s, host_s)`` of ``batch`` on this instance; host_s <= service_s."""
@@ -249,11 +255,10 @@ class InstanceCost:
             total = self.model.batch_s(
                 self.bb, self.dev, groups, batch.seq_len, batch.output_len, self.share
             )
-            if self.lora_always and not any(e.kind == "lora" for t, _ in groups for e in t.extensions):
-                ranks = [e.rank for t in self.tasks.values() for e in t.extensions if e.kind == "lora"]
-                if ranks:
-                    total += self.model.adapters_s(self.bb, self.dev, batch.size, batch.seq_len, 1,
-                                                   min(ranks), self.share)
+            if (self.lora_always and self.lora_rank is not None
+                    and not any(e.kind == "lora" for t, _ in groups for e in t.extensions)):
+                total += self.model.adapters_s(self.bb, self.dev, batch.size, batch.seq_len, 1,
+                                               self.lora_rank, self.share)
             host = min(total, self.model.host_s(self.bb, self.dev, groups, batch.output_len))
             t = (total, host)
             if len(self._cache) < 200_000:

@@ -25,6 +25,12 @@ from fmplex_sim.policies.placement.base import (
 from fmplex_sim.specs import TaskSpec
 
 
+def first_slice(plan: InstancePlan) -> int:
+    """Index of the first slice a spatial instance occupies (its id is ``g<gpu>/s<first>/<task>``);
+    0 for instances of other placements."""
+    return int(plan.id.split("/s")[1].split("/")[0]) if "/s" in plan.id else 0
+
+
 @PLACEMENTS.register("spatial")
 class SpatialPlacement(PlacementPolicy):
     name = "spatial"
@@ -61,7 +67,7 @@ class SpatialPlacement(PlacementPolicy):
             )
         used = [[False] * self.slices for _ in range(cost.gpus)]
         for inst in placement.instances:
-            first = int(inst.id.split("/s")[1].split("/")[0])
+            first = first_slice(inst)
             for s in range(first, first + round(inst.share * self.slices)):
                 used[inst.gpu][s] = True
         for gpu in range(cost.gpus):
