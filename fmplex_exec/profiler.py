@@ -19,9 +19,12 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   timed alternately, at several batch sizes (the simulator fits ``a + b*rows``).
 * CPU only: ``forward`` rows again with fewer threads (``threads`` column: a spatial slice
   pinned to that many cores); ``contention`` rows: one forward's time while ``k``
-  threads of one process run forwards at once (co-located replicas sharing the cores); and
-  ``wake`` rows: the extra time of a forward after the serving thread slept ``gap_ms``.
-* Everything but the load rows is measured on a thread of its own, as the runtime serves.
+  threads of one process run forwards at once (co-located replicas sharing the cores);
+  ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
+  another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
+  time of a forward after the serving thread slept ``gap_ms``.
+* Everything, the model build included, runs on one short-lived thread, never on the main
+  thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``load_backbone``: loading the backbone's weights from a state-dict file (page cache warm)
   into the allocated model on the device, for the whole state dict and for about half of
   it, so the simulator can fit ``fixed + bytes/bandwidth``. ``load_extension``: creating one
@@ -54,6 +57,7 @@ import torch
 from torch import nn
 
 from fmplex_exec.backbones import DTYPES, Backbone, load_backbone
+from fmplex_exec.threads import off_main
 from fmplex_sim.specs import TaskSpec
 
 SHORT_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
@@ -61,6 +65,7 @@ LORA_TARGETS = ("q", "v")  # the simulator's default LoRA targets (ExtensionSpec
 QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outputs=(2,),
              lora_points=((2, 16),), overhead_batches=(1, 2), extension_sizes=((4, 2),),
              thread_counts=(1,), contention_streams=(1, 2), contention_shape=(2, 16),
+             throttle_shapes=((1, 8), (2, 16)),
              wake_gaps_ms=(5.0,),
              repeats=3, warmup=1)
 
@@ -296,6 +301,7 @@ def profile_backbone(
     thread_counts: Sequence[int] | None = None,
     contention_streams: Sequence[int] = (1, 2, 3, 4),
     contention_shape: tuple[int, int] = (4, 64),
+    throttle_shapes: Sequence[tuple[int, int]] = ((1, 16), (1, 128), (4, 128)),
     wake_gaps_ms: Sequence[float] = (2.0, 20.0, 200.0),
     wake_shape: tuple[int, int] = (1, 64),
     extension_sizes: Sequence[tuple[int, int]] = ((8, 2), (16, 128), (64, 1000)),
@@ -327,6 +333,7 @@ def profile_backbone(
         overhead_batches, extension_sizes = QUICK["overhead_batches"], QUICK["extension_sizes"]
         thread_counts, contention_streams = QUICK["thread_counts"], QUICK["contention_streams"]
         contention_shape, wake_gaps_ms = QUICK["contention_shape"], QUICK["wake_gaps_ms"]
+        throttle_shapes = QUICK["throttle_shapes"]
         wake_shape = QUICK["contention_shape"]
         repeats, warmup = QUICK["repeats"], QUICK["warmup"]
     short = _dtype_name(dtype)
@@ -340,43 +347,44 @@ def profile_backbone(
     clock = _Clock(dev)
     gate = _Gate(not quick if quiet is None else quiet)
     wall0, busy0, own0 = time.perf_counter(), _busy_s(), _own_cpu_s()
-    try:
+    common = {"backbone": name, "device": sim_device, "dtype": short}
+
+    def measure() -> tuple[Backbone, float, list[dict]]:
         t0 = time.perf_counter()
         bb = load_backbone(name, device=device, dtype=dtype, seed=seed)
         clock.sync()
         build_s = time.perf_counter() - t0
-        common = {"backbone": name, "device": sim_device, "dtype": short}
         gen = torch.Generator().manual_seed(seed)
-
-        def measure() -> list[dict]:
-            rows: list[dict] = []
-            with torch.inference_mode():
-                rows += _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats,
-                                      warmup, max_point_s, say)
-                rows += _lora_rows(bb, common, adapters, ranks, lora_points, gen, clock, gate,
+        rows: list[dict] = []
+        with torch.inference_mode():
+            rows += _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats,
+                                  warmup, max_point_s, say)
+            rows += _lora_rows(bb, common, adapters, ranks, lora_points, gen, clock, gate,
+                               repeats, warmup, max_point_s, say)
+            rows += _head_rows(bb, common, batches, outputs, gen, clock, gate, max(repeats, 20),
+                               warmup)
+            rows += _overhead_rows(bb, common, overhead_batches, max(seq_lens), gen, clock, gate,
                                    repeats, warmup, max_point_s, say)
-                rows += _head_rows(bb, common, batches, outputs, gen, clock, gate, max(repeats, 20),
-                                   warmup)
-                rows += _overhead_rows(bb, common, overhead_batches, max(seq_lens), gen, clock, gate,
-                                       repeats, warmup, max_point_s, say)
-                if dev.type == "cpu":
-                    rows += _contention_rows(bb, common, contention_streams, contention_shape, gen,
-                                             gate, repeats, say)
-                    rows += _wake_rows(bb, common, wake_gaps_ms, wake_shape, gen, gate,
-                                       repeats, say)
-            return rows
-
-        rows = _in_thread(measure)
-        if dev.type == "cpu":
-            # Slices: a spatial replica is a process serving on its main thread with torch
-            # limited to its cores; measured the same way (here, on the main thread).
-            counts = thread_counts if thread_counts is not None else [
-                2**i for i in range(8) if 2**i < n_threads]
-            with torch.inference_mode():
+            if dev.type == "cpu":
+                rows += _contention_rows(bb, common, contention_streams, contention_shape, gen,
+                                         gate, repeats, say)
+                rows += _throttle_rows(bb, common, throttle_shapes, gate, repeats, say)
+                rows += _wake_rows(bb, common, wake_gaps_ms, wake_shape, gen, gate,
+                                   repeats, say)
+                # Slices: a spatial replica is a process serving alone with torch limited to
+                # its cores; measured with that many threads on this same lone thread.
+                counts = thread_counts if thread_counts is not None else [
+                    2**i for i in range(8) if 2**i < n_threads]
                 for n in counts:
                     rows += _thread_rows(bb, common, n, batches, seq_lens, adapters, ranks, lora_points,
                                          gen, clock, gate, repeats, warmup, max_point_s, say)
         rows += _load_rows(bb, common, extension_sizes, clock, gate, min(repeats, 5), say)
+        return bb, build_s, rows
+
+    try:
+        # Everything, the model build included, on one short-lived thread: this process's
+        # main thread never holds an OpenMP pool, as in the runtime (fmplex_exec.threads).
+        bb, build_s, rows = off_main(measure, name="fmplex-profile")
     finally:
         torch.set_num_threads(old_threads)
     wall_s = time.perf_counter() - wall0
@@ -541,28 +549,6 @@ def _wake_rows(bb, common, gaps_ms, shape, gen, gate, repeats, say) -> list[dict
     return rows
 
 
-def _in_thread(fn: Callable[[], list]) -> list:
-    """Run ``fn`` in a new thread and return its result: the runtime serves every instance
-    from a thread of its own, and torch runs measurably differently there than on the main
-    thread, so the profile is measured the same way."""
-    import threading
-
-    box: dict = {}
-
-    def target() -> None:
-        try:
-            box["rows"] = fn()
-        except BaseException as e:  # re-raised on the calling thread
-            box["error"] = e
-
-    th = threading.Thread(target=target, name="fmplex-profile")
-    th.start()
-    th.join()
-    if "error" in box:
-        raise box["error"]
-    return box["rows"]
-
-
 def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> list[dict]:
     """One forward's time while ``k`` threads of this process run forwards at once (co-located
     replicas on one host): each thread times its own forwards; the row is their median."""
@@ -596,6 +582,49 @@ def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> lis
 
         rows.append(dict(common, kind="contention", batch=k, **summarize(gate.run(point))))
         say(f"contention k={k} (batch {b} x {s}): {rows[-1]['median_ms']:.3f} ms per forward")
+    return rows
+
+
+def _throttle_rows(bb, common, shapes, gate, repeats, say) -> list[dict]:
+    """Extra time of a batch on a serving thread whose process holds another replica's
+    OpenMP pool (fmplex_exec.threads: every pool then sleeps between parallel loops), over the
+    same batch alone in the process: through the runtime's ``PhysicalFM.run_batch`` on an
+    instance holding a LoRA adapter, at each (batch, seq_len) of ``shapes``. "Alone" runs on
+    this profiling thread (the process's only pool); "beside" on a new thread while this
+    thread's pool stays alive, idle."""
+    import threading
+
+    from fmplex_exec.vfm import ExecRequest
+    from fmplex_sim.specs import ExtensionSpec
+
+    fm = _harness_fm(copy.deepcopy(bb), [_task("plain", bb, ExtensionSpec("lora", rank=8))])
+    n = max(repeats, 5)
+
+    def series(reqs) -> list[float]:
+        with torch.inference_mode():
+            fm.run_batch(reqs)
+            out = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                fm.run_batch(reqs)
+                out.append((time.perf_counter() - t0) * 1000.0)
+            return out
+
+    def beside(reqs) -> list[float]:
+        box: list[float] = []
+        th = threading.Thread(target=lambda: box.extend(series(reqs)))
+        th.start()
+        th.join()
+        return box
+
+    rows = []
+    for b, s in dict.fromkeys(shapes):
+        s = bb.spec.default_input_len if _is_vision(bb) else s
+        reqs = [ExecRequest("plain", s)] * b
+        base = sorted(gate.run(lambda: series(reqs)))[n // 2]
+        extra = [max(0.0, v - base) for v in gate.run(lambda: beside(reqs))]
+        rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(extra)))
+        say(f"throttle b={b} s={s}: +{rows[-1]['median_ms']:.3f} ms beside another replica's pool")
     return rows
 
 

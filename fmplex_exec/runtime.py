@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from fmplex_exec.threads import off_main
 from fmplex_sim.catalog import get_backbone, get_device
 from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
@@ -149,7 +150,9 @@ class Runtime:
         view = InstanceView(sysc.max_batch, sysc.max_batch * seq, ic.estimate)
         sched = make_scheduler(sysc.scheduler, cross_task=sysc.cross_task,
                                max_wait_s=sysc.max_wait_ms / 1000.0)
-        execute = self.make_executor(plan, self.tasks, self.opts)
+        # built on a short-lived thread: the process's main thread never holds an OpenMP
+        # pool (fmplex_exec.threads); the instance then serves from a thread of its own
+        execute = off_main(self.make_executor, plan, self.tasks, self.opts)
         with self.life:
             w = _Worker(plan, len(self.workers), sched, view, execute, ic)
             self.workers.append(w)

@@ -608,6 +608,9 @@ class PhysicalFM:
                     with self._batched.rows([st.adapter for st in states]):
                         out = self._peft(**batch)
                 elif self._peft is not None and self._peft.peft_config:
+                    if self._batched is not None:  # switched from the batched kernel, which
+                        self._batched.detach()  # keeps peft's own adapter layers off
+                        self._batched = None
                     names = [st.adapter or BASE_ADAPTER for st in states]
                     out = self._peft(**batch, adapter_names=names)
                 else:

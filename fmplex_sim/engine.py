@@ -205,7 +205,10 @@ class Engine:
         for inst_id in [i for i in self.by_id if i not in live]:
             # Retired: it finishes what it holds (callbacks keep a reference), takes no new
             # work, and a later instance with the same id is a fresh load.
-            self.by_id.pop(inst_id).device.users -= 1
+            gone = self.by_id.pop(inst_id)
+            gone.device.users -= 1
+            if gone.cores is not None:
+                gone.cores.members -= 1
         for plan in placement.instances:
             if plan.id in self.by_id:
                 inst = self.by_id[plan.id]
@@ -216,6 +219,7 @@ class Engine:
             share = plan.share
             if self.cpu:
                 cores, share = self._cores(plan, placement.time_shared)
+                cores.members += 1
             cost = InstanceCost(self.latency, bb, self.device, share)
             seq = max(self.tasks[t].input_len for t in plan.tasks)
             seq += max(
@@ -391,13 +395,17 @@ class Engine:
             inst.last_host = host
             if inst.cores is not None:
                 # CPU: the whole batch is work on cores shared with whatever else runs there,
-                # plus the wake-up of its serving thread if that was idle (each replica's own).
+                # plus the wake-up of its serving thread if that was idle (each replica's own),
+                # plus the throttled thread pools of a process holding several instances.
                 sigma = self.latency.jitter_sigma(inst.cost.bb, self.device)
                 if sigma > 0:
                     service_s *= math.exp(sigma * self.jitter.standard_normal())
                 work = service_s
                 if inst.wakes:
                     work += self.latency.wake_s(self.device, now - inst.idle_since, inst.cost.has_lora)
+                    if inst.cores.members > 1:
+                        seq = max(r.input_len for r in decision.requests)
+                        work += self.latency.pool_throttle_s(inst.cost.bb, self.device, decision.size, seq)
                 inst.cores.add(work, partial(self._cpu_done, inst, decision, now, service_s))
             elif dev.users == 1:
                 # Nobody else uses this device: its timeline is known now.

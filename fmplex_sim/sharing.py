@@ -8,7 +8,10 @@ does on it:
 * ``colocate`` runs one thread per replica in one process; batches of different replicas run
   at once and share the cores. Each of ``k`` concurrent batches progresses at ``1/slowdown(k)``
   of its solo speed, ``slowdown`` coming from the latency model (measured ``contention`` rows
-  of a profile, else ``k``).
+  of a profile, else ``k``). A process holding several replicas also makes each of their
+  batches longer even when it runs alone (every replica's thread pool stays throttled, see
+  ``fmplex_exec.threads``): the engine adds the latency model's ``pool_throttle_s`` (by the
+  batch's tokens) when ``members > 1``; a process holding one instance does not.
 * ``spatial`` runs one process per slice, pinned to the cores :func:`slice_cores` gives it
   (as many threads as cores). Slices pinned to the same cores time-share them the same way
   (the operating system's fair scheduler; ``k`` processes on one core each get ``1/k``).
@@ -40,9 +43,11 @@ def slice_cores(first: int, width: int, slices: int, cores: int) -> tuple[int, .
 class SharedCores:
     """Cores shared evenly by the jobs on them: with ``k`` jobs, each one's remaining solo
     work drains at ``1/slowdown(k)`` per second. One pending simpy timeout at a time (for
-    the next job to finish); a change in the job set replaces it."""
+    the next job to finish); a change in the job set replaces it.
 
-    __slots__ = ("env", "slowdown", "jobs", "last", "gen", "_slow")
+    ``members``: how many instances run on these cores (the engine keeps it up to date)."""
+
+    __slots__ = ("env", "slowdown", "jobs", "last", "gen", "members", "_slow")
 
     def __init__(self, env, slowdown: Callable[[int], float]) -> None:
         self.env = env
@@ -50,6 +55,7 @@ class SharedCores:
         self.jobs: dict[int, list] = {}  # job id -> [remaining solo seconds, callback]
         self.last = 0.0  # when remaining work was last brought up to date
         self.gen = 0  # id of the newest job and of the only timeout that counts
+        self.members = 0  # instances on these cores
         self._slow: dict[int, float] = {}
 
     def _factor(self, k: int) -> float:

@@ -83,6 +83,10 @@ def test_profile_model_reads_measured_medians(profile_csv):
             assert r.median_ms > 0
     assert {r.threads for r in rows if r.kind == "forward"} == {0, 1}
     assert pm.contention(cpu, 2) >= 1.0 and pm.wake_s(cpu, 0.05) >= 0.0
+    throttle = {(r.batch, r.seq_len): r.median_ms for r in rows if r.kind == "throttle"}
+    assert set(throttle) == set(QUICK["throttle_shapes"])
+    for (b, s), ms in throttle.items():
+        assert pm.pool_throttle_s(bb, cpu, b, s) == pytest.approx(ms / 1000.0)
     for n in (1, 2, 3):
         for rank in (4, 8, 64):
             assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0

@@ -336,3 +336,8 @@ def test_batched_lora_path_equals_peft_mixed_adapter_path():
     again = {k: fm.run_batch(rest) for k, fm in fms.items()}
     for a, b in zip(again["batched"], again["peft"]):
         assert (a.output - b.output).norm() / b.output.norm() < 1e-5
+    # Switching a PhysicalFM from the batched kernel to peft's hands peft its adapters back on.
+    fms["batched"].lora_kernel = "peft"
+    switched = fms["batched"].run_batch(rest)
+    for a, b in zip(switched, again["peft"]):
+        assert (a.output - b.output).norm() / b.output.norm() < 1e-5

@@ -328,6 +328,25 @@ def test_cpu_contention_overhead_and_wake_come_from_their_rows(cpu_profile):
     assert cpu_profile.wake_s(cpu, 0.1, lora=True) == pytest.approx(0.008)
 
 
+def test_cpu_pool_throttle_is_piecewise_linear_in_the_batch_tokens(tmp_path):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    p = tmp_path / "cpu.csv"
+    p.write_text(CPU_PROFILE + "throttle,minilm-l6,CPU,fp32,1,16,,,,,,10,,,3,,\n"
+                               "throttle,minilm-l6,CPU,fp32,1,64,,,,,,20,,,3,,\n")
+    pm, cpu, bb = ProfileModel(p), get_device("CPU"), get_backbone("minilm-l6")
+    assert pm.pool_throttle_s(bb, cpu, 1, 8) == pytest.approx(0.010)  # edge value below
+    assert pm.pool_throttle_s(bb, cpu, 1, 40) == pytest.approx(0.015)  # halfway: 16 -> 64 tokens
+    assert pm.pool_throttle_s(bb, cpu, 2, 64) == pytest.approx(0.1 / 3)  # 128 tokens: the last slope
+    assert pm.contention(cpu, 2) == pytest.approx(1.5)  # unchanged by throttle rows
+
+
+def test_without_throttle_rows_there_is_no_pool_throttle(cpu_profile):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    assert cpu_profile.pool_throttle_s(get_backbone("minilm-l6"), get_device("CPU"), 4, 64) == 0.0
+
+
 def test_profiles_without_the_optional_columns_still_read(tmp_path):
     lines = CPU_PROFILE.splitlines()[1:6]  # the header and the all-core forward grid
     p = tmp_path / "old.csv"

@@ -12,7 +12,7 @@ Checked (README, section "Isolation"):
   fair share of backbone time: what the light tasks leave, split by weight;
 - fifo: the flood takes more than its share and the heavies get less (what breaks);
 - the light tasks' p99 against their p99 alone: the 1.5x target is not met under bfq (about
-  3.4-5.9x); the test is a strict xfail with the reason, so a scheduler that meets it shows up.
+  3.5-9.4x); the test is a strict xfail with the reason, so a scheduler that meets it shows up.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def test_light_neighbours_p99_is_protected_by_bfq_and_lost_under_fifo(runs, setu
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "not met: under bfq a light neighbour's p99 is 3.4-5.9x its p99 alone (README, Isolation). "
+    "not met: under bfq a light neighbour's p99 is 3.5-9.4x its p99 alone (README, Isolation). "
     "Batches are not preemptible: it waits for the full 16-row batch in flight, then shares a "
     "full batch, where alone it runs batches of one or two."))
 @pytest.mark.parametrize("setup", list(SETUPS))

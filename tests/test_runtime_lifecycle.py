@@ -143,3 +143,30 @@ def test_update_of_a_task_deployed_mid_run_waits_for_its_deploy():
     events = [e["event"] for e in rt.events if e["task"] == "late"]
     assert events.index("ready") < events.index("swapped")
     assert s["requests"]["completed"] == 3
+
+
+def test_no_model_is_built_or_run_on_the_main_thread():
+    # The main thread must never hold an OpenMP pool (fmplex_exec.threads): executors are built,
+    # and batches and model changes run, on other threads.
+    seen: list = []
+
+    class Recording(FakeExecutor):
+        def __init__(self, *a) -> None:
+            seen.append(("build", threading.current_thread() is threading.main_thread()))
+            super().__init__(*a)
+
+        def __call__(self, batch):
+            seen.append(("batch", threading.current_thread() is threading.main_thread()))
+            return super().__call__(batch)
+
+        def add(self, task):
+            seen.append(("add", threading.current_thread() is threading.main_thread()))
+            super().add(task)
+
+    log: list = []
+    raw = _raw(start_s=0.2)
+    wl = _wl([(0.0, 0), (0.3, 1)])
+    rec, _ = Runtime(make_cfg(raw), wl, lambda plan, tasks, opts: Recording(plan, tasks, log)).run()
+    assert {what for what, _ in seen} == {"build", "batch", "add"}  # the late task joins the backbone
+    assert not any(on_main for _, on_main in seen)
+    assert np.isfinite(rec.finish_s).all()

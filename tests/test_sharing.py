@@ -105,6 +105,19 @@ def test_cpu_colocated_replicas_run_at_once_at_the_measured_contention(base_raw)
     assert _cpu_run(base_raw, "colocate", _Contended()) == [(0.0, 0.033), (0.0, 0.033)]
 
 
+class _Throttled(LinearLatency):
+    def pool_throttle_s(self, bb, dev, rows, seq_len):
+        return 0.004  # each batch of a replica in a process holding several: +4 ms
+
+
+def test_cpu_replicas_sharing_a_process_are_slower_even_one_at_a_time(base_raw):
+    # colocate: two replicas in one process, one request: 11 ms + 4 ms
+    assert _cpu_run(base_raw, "colocate", _Throttled(), arrivals=(0.0,), tasks=(0,)) == [(0.0, 0.015)]
+    # fmplex: one shared backbone, alone in its process: 11 ms
+    assert _cpu_run(base_raw, {"placement": "fmplex", "scheduler": "fifo"}, _Throttled(),
+                    arrivals=(0.0,), tasks=(0,)) == [(0.0, 0.011)]
+
+
 def test_cpu_fmplex_runs_one_batch_at_a_time_with_no_pipelining(base_raw):
     # one serving thread: r0 alone (0 -> 11 ms); r1 arrives at 1 ms and waits for it
     assert _cpu_run(base_raw, {"placement": "fmplex", "scheduler": "fifo"}, LinearLatency(),

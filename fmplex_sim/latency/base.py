@@ -94,6 +94,12 @@ class LatencyModel(ABC):
         shared evenly, nothing lost)."""
         return float(max(k, 1))
 
+    def pool_throttle_s(self, bb: BackboneSpec, dev: DeviceSpec, rows: int, seq_len: int) -> float:
+        """Extra time of a batch of ``rows`` x ``seq_len`` of an instance on a CPU device whose
+        process holds several instances (their thread pools throttled:
+        ``fmplex_exec.threads``), against one alone in its process. Default: 0."""
+        return 0.0
+
     @abstractmethod
     def load_s(self, nbytes: int, dev: DeviceSpec) -> float:
         """Time to load a backbone of ``nbytes`` onto the device."""

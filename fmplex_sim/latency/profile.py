@@ -40,6 +40,9 @@ kind                required columns                     what median_ms is
 ``contention``      batch>=1                             one forward while ``batch`` forwards
                                                          run at once in one serving process
                                                          (threads), same shape each
+``throttle``        batch, seq_len                       extra time of a batch whose serving
+                                                         thread shares its process with
+                                                         another replica's idle thread pool
 ``wake``            batch, seq_len, gap_ms>0             extra time of a batch that starts
                                                          after idle gaps of mean ``gap_ms``
                                                          over one run back to back
@@ -77,6 +80,9 @@ How :class:`ProfileModel` answers:
   input, splitting outputs), else their mean.
 * contention: ``median(k) / median(1)`` of the ``contention`` rows, piecewise linear in k
   (extrapolated with the last slope, never below 1 at k=1); without rows, ``k``.
+* pool_throttle_s: the backbone's ``throttle`` rows, piecewise linear in the batch's tokens
+  (batch x seq_len; edge value below, last slope above); without rows, 0. The engine adds it
+  on CPU devices to each batch of an instance whose process holds several instances.
 * jitter_sigma: on CPU hosts the engine draws each batch's service time around the model's
   median from a lognormal whose 90th percentile matches the ``forward`` rows' (median over
   the grid of ``ln(p90/median) / 1.2816``), from the run's seeded generator.
@@ -129,6 +135,7 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "encoder": ("batch", "seq_len", "params"),
     "overhead": (),
     "contention": ("batch",),
+    "throttle": ("batch", "seq_len"),
     "wake": ("batch", "seq_len"),
     "load_backbone": ("bytes",),
     "load_extension": ("bytes",),
@@ -430,6 +437,7 @@ class ProfileModel(LatencyModel):
         self._thread_grids = {k[1:]: _grid(rs, path) for k, rs in threaded.items() if k[0] == "forward"}
         self._thread_lora = {k[1:]: self._lora_table(rs) for k, rs in threaded.items() if k[0] == "lora"}
         self._contention: dict[str, tuple] = {}
+        self._throttle: dict[tuple[str, str], tuple] = {}
         self._wake: dict[str, tuple] = {}
         self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
@@ -451,6 +459,8 @@ class ProfileModel(LatencyModel):
                 over[dev].extend((max(r.batch, 1), r.median_ms) for r in rs)
             elif kind == "contention":
                 self._contention[dev] = _curve((r.batch, r.median_ms) for r in rs)
+            elif kind == "throttle":
+                self._throttle[(bb, dev)] = _curve((r.batch * r.seq_len, r.median_ms) for r in rs)
             elif kind == "wake":
                 for lora in (0, 1):
                     pts = [(r.gap_ms, r.median_ms) for r in rs if bool(r.n_adapters) == bool(lora)]
@@ -502,12 +512,13 @@ class ProfileModel(LatencyModel):
             return (dev, 0) in self._wake or (dev, 1) in self._wake
         if kind in ("load_backbone", "load_extension"):
             return (kind, dev) in self._loads
-        table = {"lora": self._lora, "head": self._heads, "encoder": self._encoder}[kind]
+        table = {"lora": self._lora, "head": self._heads, "encoder": self._encoder,
+                 "throttle": self._throttle}[kind]
         return (bb, dev) in table
 
     def fallback_kinds(self, bb: BackboneSpec, dev: DeviceSpec) -> tuple[str, ...]:
         """Kinds this profile lacks for ``bb`` on ``dev`` (answered by the fallback model)."""
-        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake")  # GPUs: unused
+        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake", "throttle")  # GPUs: unused
         return tuple(k for k in KINDS if k not in skip and not self._has(k, bb.name, dev.name))
 
     def _missing(self, kind: str, bb: str, dev: str) -> str:
@@ -633,6 +644,13 @@ class ProfileModel(LatencyModel):
         xs, ys = curve
         base = _interp1(xs, ys, 1)
         return max(1.0, _interp1(xs, ys, k) / base) if base > 0 else float(k)
+
+    def pool_throttle_s(self, bb: BackboneSpec, dev: DeviceSpec, rows: int, seq_len: int) -> float:
+        """The ``throttle`` rows, piecewise linear in ``rows * seq_len``; else the fallback's."""
+        curve = self._throttle.get((bb.name, dev.name))
+        if curve is None:
+            return super().pool_throttle_s(bb, dev, rows, seq_len)
+        return max(0.0, _interp1(*curve, max(rows, 1) * max(seq_len, 1))) / 1000.0
 
     def jitter_sigma(self, bb: BackboneSpec, dev: DeviceSpec) -> float:
         """Median over the backbone's all-core ``forward`` rows of ``ln(p90/median) / 1.2816``:
