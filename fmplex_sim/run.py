@@ -119,6 +119,7 @@ def write_run(
     write_json(folder / "provenance.json", provenance(cfg.seed, out.summary["latency_model"], argv))
     placement = out.result.placement.to_dict()
     placement["unplaced_during_run"] = [{"task": t, "reason": r} for t, r in out.result.unplaced.items()]
+    placement["updated_during_run"] = [{"task": t, "swapped_s": round(v, 6)} for t, v in out.result.updated.items()]
     write_json(folder / "placement.json", placement)
     write_requests_csv(folder / "requests.csv", out.records)
     write_json(folder / "summary.json", out.summary)

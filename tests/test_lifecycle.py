@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -9,7 +11,7 @@ import yaml
 from conftest import make_cfg
 from fmplex_sim.config import parse_config
 from fmplex_sim.errors import InputError
-from fmplex_sim.run import build_workload, simulate
+from fmplex_sim.run import build_workload, simulate, write_run
 
 
 def _p99_ms(out, name: str, lo: float, hi: float) -> float:
@@ -50,7 +52,7 @@ def test_bad_update_s_is_one_line_input_error(base_raw, change, problem):
 
 
 # ---------------------------------------------------------------------------------------- engine
-def test_update_swaps_after_the_new_version_loads_and_nothing_pauses(base_raw, linear):
+def test_update_swaps_after_the_new_version_loads_and_nothing_pauses(base_raw, linear, tmp_path):
     base_raw["tasks"][0]["update_s"] = 4
     cfg = make_cfg(base_raw, system={"placement": "fmplex", "scheduler": "bfq"})
     wl = build_workload(cfg)
@@ -60,6 +62,10 @@ def test_update_swaps_after_the_new_version_loads_and_nothing_pauses(base_raw, l
                        latency=linear(load_s=0.5))
     assert with_update.result.updated == {"a": pytest.approx(4.5)}
     assert without.result.updated == {}
+    # ... and the results folder says when the new version took over
+    write_run(tmp_path / "run", cfg, with_update)
+    placement = json.loads((tmp_path / "run" / "placement.json").read_text())
+    assert placement["updated_during_run"] == [{"task": "a", "swapped_s": pytest.approx(4.5)}]
     # The old version serves while the new one loads, and the swap costs no serving time: the
     # request timeline is exactly the one of the run without an update.
     for key in ("start_s", "finish_s", "batch_id"):
