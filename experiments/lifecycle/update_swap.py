@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,29 +46,12 @@ def config(args, update: bool) -> dict:
             "system": "fmplex", "tasks": tasks}
 
 
-def child(raw: dict, out: Path) -> None:
-    """One replay in this process; writes its summary, lifecycle events and latencies."""
-    from fmplex_exec.executors import make_executor
-    from fmplex_exec.runtime import Runtime
-    from fmplex_sim.config import parse_config
-    from fmplex_sim.run import prepare
-
-    cfg, wl, _ = prepare(parse_config(raw, "update_swap"))
-    rt = Runtime(cfg, wl, make_executor)
-    rec, summary = rt.run()
-    out.write_text(json.dumps({
-        "summary": summary, "events": rt.events, "tasks": list(rec.tasks),
-        "task": rec.task.tolist(), "arrival_s": rec.arrival_s.tolist(),
-        "latency_ms": ((rec.finish_s - rec.arrival_s) * 1000.0).tolist(),
-    }))
-
-
 def replay(raw: dict) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        spec, out = Path(tmp) / "config.json", Path(tmp) / "out.json"
-        spec.write_text(json.dumps(raw))
-        subprocess.run([sys.executable, __file__, "--child", str(spec), str(out)], check=True)
-        return json.loads(out.read_text())
+    """One replay in a process of its own (fmplex_exec.isolated): summary, lifecycle events
+    and per-request latencies."""
+    from fmplex_exec.isolated import replay_in_child
+
+    return replay_in_child(raw, "update_swap")
 
 
 def others_in(run: dict, lo: float, hi: float) -> np.ndarray:
@@ -89,12 +69,6 @@ def p99(lat: np.ndarray) -> float:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))
-        # Without a drain, worker threads may still be inside a forward: skip the interpreter's
-        # shutdown, which would abort them mid-call ("terminate called without an active exception").
-        sys.stdout.flush()
-        os._exit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--pairs", type=int, default=6)

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,24 +46,11 @@ def capacity_rps() -> float:
     return s["per_task"]["probe"]["completed"] / 2.0
 
 
-def child(raw: dict, out: Path) -> None:
-    """One replay in this process (its worker threads end with it); writes the summary."""
-    from fmplex_exec.executors import make_executor
-    from fmplex_exec.runtime import Runtime
-    from fmplex_sim.config import parse_config
-    from fmplex_sim.run import prepare
-
-    cfg, wl, _ = prepare(parse_config(raw, "noisy"))
-    _, summary = Runtime(cfg, wl, make_executor).run()
-    out.write_text(json.dumps(summary))
-
-
 def replay(raw: dict) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        spec, out = Path(tmp) / "config.json", Path(tmp) / "out.json"
-        spec.write_text(json.dumps(raw))
-        subprocess.run([sys.executable, __file__, "--child", str(spec), str(out)], check=True)
-        return json.loads(out.read_text())
+    """One replay in a process of its own (fmplex_exec.isolated): its summary."""
+    from fmplex_exec.isolated import replay_in_child
+
+    return replay_in_child(raw, "noisy")["summary"]
 
 
 def simulated(raw: dict) -> dict:
@@ -99,12 +83,6 @@ def digest(summary: dict, alone: dict[str, float]) -> dict:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))
-        # Without a drain, worker threads may still be inside a forward: skip the interpreter's
-        # shutdown, which would abort them mid-call ("terminate called without an active exception").
-        sys.stdout.flush()
-        os._exit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file to write")
     ap.add_argument("--duration", type=float, default=10.0)
