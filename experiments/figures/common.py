@@ -186,6 +186,21 @@ def merge_headlines(out: str | Path, key: str, value: Mapping) -> Path:
     return path
 
 
+def main(figure: str, doc: str, argv: list[str] | None, load, draw, headlines, add_arguments=None) -> int:
+    """Every plot script's ``main``: the shared command line (:func:`parser`, plus
+    ``add_arguments(p)``), ``--skipped`` recorded as such, else :func:`finish` with
+    ``load(args) -> (data, reason to skip when data is empty)``."""
+    p = parser(figure, doc)
+    if add_arguments is not None:
+        add_arguments(p)
+    args = p.parse_args(argv)
+    if args.skipped:
+        record_skip(args.out, figure, args.skipped)
+        return 0
+    data, missing = load(args)
+    return finish(args.out, figure, data, missing, draw, headlines)
+
+
 def finish(out: str | Path, key: str, data, missing: str, draw, headlines) -> int:
     """End of every plot script: record ``key`` as skipped for ``missing`` when ``data`` is
     empty, else ``draw(data, out)`` (the figure files) and merge ``headlines(data)``."""

@@ -142,14 +142,12 @@ def draw(data: dict, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(FIGURE, __doc__).parse_args(argv)
-    if args.skipped:
-        common.record_skip(args.out, FIGURE, args.skipped)
-        return 0
-    folder = Path(args.results)
-    data = collect(folder) if (folder / "sweep.csv").is_file() else None
-    return common.finish(args.out, FIGURE, data, f"no sweep results in {folder}", draw, headlines)
+    def load(args):
+        folder = Path(args.results)
+        data = collect(folder) if (folder / "sweep.csv").is_file() else None
+        return data, f"no sweep results in {folder}"
 
+    return common.main(FIGURE, __doc__, argv, load, draw, headlines)
 
 if __name__ == "__main__":
     sys.exit(main())

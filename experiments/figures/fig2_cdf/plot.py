@@ -84,13 +84,9 @@ def draw(runs: dict, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(FIGURE, __doc__).parse_args(argv)
-    if args.skipped:
-        common.record_skip(args.out, FIGURE, args.skipped)
-        return 0
-    return common.finish(args.out, FIGURE, collect(Path(args.results)),
-                         f"no compare results in {args.results}", draw, headlines)
-
+    return common.main(FIGURE, __doc__, argv,
+                       lambda a: (collect(Path(a.results)), f"no compare results in {a.results}"),
+                       draw, headlines)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -126,17 +126,13 @@ def draw(over: dict | None, hot: dict | None, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(FIGURE, __doc__).parse_args(argv)
-    if args.skipped:
-        common.record_skip(args.out, FIGURE, args.skipped)
-        return 0
-    root = Path(args.results)
-    over = collect(root / "overload") if (root / "overload" / "sweep.csv").is_file() else None
-    hot = collect(root / "hot") if (root / "hot" / "sweep.csv").is_file() else None
-    return common.finish(args.out, FIGURE, (over, hot) if over or hot else None,
-                         f"no sweep results in {root}/overload or {root}/hot",
-                         lambda d, out: draw(*d, out), lambda d: headlines(*d))
+    def load(args):
+        root = Path(args.results)
+        over = collect(root / "overload") if (root / "overload" / "sweep.csv").is_file() else None
+        hot = collect(root / "hot") if (root / "hot" / "sweep.csv").is_file() else None
+        return (over, hot) if over or hot else None, f"no sweep results in {root}/overload or {root}/hot"
 
+    return common.main(FIGURE, __doc__, argv, load, lambda d, out: draw(*d, out), lambda d: headlines(*d))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -140,14 +140,12 @@ def draw(runs: dict, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parser(FIGURE, __doc__).parse_args(argv)
-    if args.skipped:
-        common.record_skip(args.out, FIGURE, args.skipped)
-        return 0
-    root = Path(args.results)
-    runs = {label: analyse(root / name) for name, label in RUNS if (root / name / "summary.json").is_file()}
-    return common.finish(args.out, FIGURE, runs, f"no compare results in {root}", draw, headlines)
+    def load(args):
+        root = Path(args.results)
+        runs = {label: analyse(root / name) for name, label in RUNS if (root / name / "summary.json").is_file()}
+        return runs, f"no compare results in {root}"
 
+    return common.main(FIGURE, __doc__, argv, load, draw, headlines)
 
 if __name__ == "__main__":
     sys.exit(main())

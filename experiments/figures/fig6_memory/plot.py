@@ -127,29 +127,25 @@ def draw(sim: dict, sample: dict, harness: list[dict] | None, harness_dir: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser(FIGURE, __doc__)
-    p.add_argument("--harness-memory", metavar="DIR",
-                   help="folder of fmplex-exec replay results (summary.json with cluster.memory_measured)")
-    args = p.parse_args(argv)
-    if args.skipped:
-        common.record_skip(args.out, FIGURE, args.skipped)
-        return 0
-    folder = Path(args.results) / "sim"
-    if not (folder / "sweep.csv").is_file():
-        common.record_skip(args.out, FIGURE, f"no sweep results in {folder}")
-        return 0
-    sim, sample = collect_sim(folder)
-    harness = None
-    if args.harness_memory:
-        if not Path(args.harness_memory).is_dir():
-            print(f"{FIGURE}: --harness-memory {args.harness_memory} is not a folder; simulator only")
-        else:
-            harness = collect_harness(Path(args.harness_memory)) or None
-    paths = draw(sim, sample, harness, args.harness_memory, Path(args.out))
-    common.merge_headlines(args.out, FIGURE, headlines(sim, harness, args.harness_memory))
-    print(f"{FIGURE}: {', '.join(map(str, paths))}")
-    return 0
+    def add_arguments(p) -> None:
+        p.add_argument("--harness-memory", metavar="DIR",
+                       help="folder of fmplex-exec replay results (summary.json with cluster.memory_measured)")
 
+    def load(args):
+        folder = Path(args.results) / "sim"
+        if not (folder / "sweep.csv").is_file():
+            return None, f"no sweep results in {folder}"
+        sim, sample = collect_sim(folder)
+        harness = None
+        if args.harness_memory:
+            if not Path(args.harness_memory).is_dir():
+                print(f"{FIGURE}: --harness-memory {args.harness_memory} is not a folder; simulator only")
+            else:
+                harness = collect_harness(Path(args.harness_memory)) or None
+        return (sim, sample, harness, args.harness_memory), ""
+
+    return common.main(FIGURE, __doc__, argv, load, lambda d, out: draw(*d, out),
+                       lambda d: headlines(d[0], d[2], d[3]), add_arguments)
 
 if __name__ == "__main__":
     sys.exit(main())

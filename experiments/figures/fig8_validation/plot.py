@@ -110,25 +110,21 @@ def draw(report: dict, lat: dict, folder: Path, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = common.parser(FIGURE, __doc__)
-    p.add_argument("--validation", metavar="DIR", default=None,
-                   help=f"a validation results folder (default {DEFAULT} if it exists)")
-    args = p.parse_args(argv)
-    if args.skipped:
-        common.record_skip(args.out, FIGURE, args.skipped)
-        return 0
-    folder = Path(args.validation or DEFAULT)
-    if not (folder / "validation.json").is_file():
-        common.record_skip(args.out, FIGURE,
-                           f"no validation results: {folder}/validation.json not found (run fmplex-exec validate "
-                           f"experiments/validation/minilm_medium.yaml --out {DEFAULT}, or pass --validation DIR)")
-        return 0
-    report, lat = collect(folder)
-    paths = draw(report, lat, folder, Path(args.out))
-    common.merge_headlines(args.out, FIGURE, headlines(report, folder))
-    print(f"{FIGURE}: {', '.join(map(str, paths))}")
-    return 0
+    def add_arguments(p) -> None:
+        p.add_argument("--validation", metavar="DIR", default=None,
+                       help=f"a validation results folder (default {DEFAULT} if it exists)")
 
+    def load(args):
+        folder = Path(args.validation or DEFAULT)
+        if not (folder / "validation.json").is_file():
+            return None, (f"no validation results: {folder}/validation.json not found (run fmplex-exec "
+                          f"validate experiments/validation/minilm_medium.yaml --out {DEFAULT}, or pass "
+                          f"--validation DIR)")
+        report, lat = collect(folder)
+        return (report, lat, folder), ""
+
+    return common.main(FIGURE, __doc__, argv, load, lambda d, out: draw(*d, out),
+                       lambda d: headlines(d[0], d[2]), add_arguments)
 
 if __name__ == "__main__":
     sys.exit(main())
