@@ -368,9 +368,10 @@ def profile_backbone(
             if dev.type == "cpu":
                 rows += _contention_rows(bb, common, contention_streams, contention_shape, gen,
                                          gate, repeats, say)
-                rows += _throttle_rows(bb, common, throttle_shapes, gate, repeats, say)
-                rows += _wake_rows(bb, common, wake_gaps_ms, wake_shape, gen, gate,
-                                   repeats, say)
+                lora_fm = _lora_harness_fm(bb)
+                rows += _throttle_rows(bb, lora_fm, common, throttle_shapes, gate, repeats, say)
+                rows += _wake_rows(bb, lora_fm, common, wake_gaps_ms, wake_shape, gate, repeats, say)
+                del lora_fm
                 # Slices: a spatial replica is a process serving alone with torch limited to
                 # its cores; measured with that many threads on this same lone thread.
                 counts = thread_counts if thread_counts is not None else [
@@ -452,6 +453,14 @@ def _task(name: str, bb: Backbone, *exts) -> TaskSpec:
     return TaskSpec(name=name, backbone=bb.spec.name, extensions=tuple(exts))
 
 
+def _lora_harness_fm(bb: Backbone):
+    """A PhysicalFM over a copy of ``bb`` (peft injects LoRA layers in place) whose one task,
+    ``plain``, holds a rank-8 LoRA adapter: an instance where every layer's LoRA hooks run."""
+    from fmplex_sim.specs import ExtensionSpec
+
+    return _harness_fm(copy.deepcopy(bb), [_task("plain", bb, ExtensionSpec("lora", rank=8))])
+
+
 def _lora_rows(bb, common, adapters, ranks, points, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
     """The runtime's own path: a batch split evenly over ``n`` LoRA tasks of a PhysicalFM (on a
     copy of the backbone, since peft injects LoRA layers in place) minus the same batch on a
@@ -504,7 +513,7 @@ def _thread_rows(bb, common, threads, batches, seq_lens, adapters, ranks, lora_p
     return [dict(r, threads=threads) for r in rows]
 
 
-def _wake_rows(bb, common, gaps_ms, shape, gen, gate, repeats, say) -> list[dict]:
+def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[dict]:
     """Extra time of a batch that starts after the serving thread was idle for gaps drawn
     exponentially with mean ``gap_ms`` (its worker threads gone to sleep, caches cold): the
     median over such batches minus the median of the same batch run back to back, through the
@@ -514,13 +523,11 @@ def _wake_rows(bb, common, gaps_ms, shape, gen, gate, repeats, say) -> list[dict
     import random
 
     from fmplex_exec.vfm import ExecRequest
-    from fmplex_sim.specs import ExtensionSpec
 
     b, s = shape
     s = bb.spec.default_input_len if _is_vision(bb) else s
     rng = random.Random(0)
-    fms = {0: _harness_fm(bb, [_task("plain", bb)]),
-           1: _harness_fm(copy.deepcopy(bb), [_task("plain", bb, ExtensionSpec("lora", rank=8))])}
+    fms = {0: _harness_fm(bb, [_task("plain", bb)]), 1: lora_fm}
     rows = []
     n = max(repeats, 8)
     for lora, fm in fms.items():
@@ -585,19 +592,17 @@ def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> lis
     return rows
 
 
-def _throttle_rows(bb, common, shapes, gate, repeats, say) -> list[dict]:
+def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
     """Extra time of a batch on a serving thread whose process holds another replica's
     OpenMP pool (fmplex_exec.threads: every pool then sleeps between parallel loops), over the
     same batch alone in the process: through the runtime's ``PhysicalFM.run_batch`` on an
-    instance holding a LoRA adapter, at each (batch, seq_len) of ``shapes``. "Alone" runs on
+    instance holding a LoRA adapter (``fm``), at each (batch, seq_len) of ``shapes``. "Alone" runs on
     this profiling thread (the process's only pool); "beside" on a new thread while this
     thread's pool stays alive, idle."""
     import threading
 
     from fmplex_exec.vfm import ExecRequest
-    from fmplex_sim.specs import ExtensionSpec
 
-    fm = _harness_fm(copy.deepcopy(bb), [_task("plain", bb, ExtensionSpec("lora", rank=8))])
     n = max(repeats, 5)
 
     def series(reqs) -> list[float]:
