@@ -5,7 +5,7 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
 :mod:`fmplex_sim.latency.profile`):
 
 * ``forward``: one backbone forward over the full (batch x seq_len) grid, inputs already on
-  the device. Vision backbones take fixed-size images: their grid has a single ``seq_len``
+  the device; each point's repeats are spread over three sweeps of the grid. Vision backbones take fixed-size images: their grid has a single ``seq_len``
   column, the catalog's ``default_input_len`` (tokens per image).
 * ``lora``: the extra time of a batch carrying ``n`` distinct LoRA adapters of rank ``r``
   (rows split evenly) over the same batch without adapters, both through the runtime's own
@@ -15,14 +15,16 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
 * ``head``: an ``nn.Linear(hidden, outputs)`` over ``batch`` pooled rows.
 * ``overhead``: per-batch runtime work outside the forward, through the runtime's own
   ``PhysicalFM.run_batch`` (make and check each request's input, pad into one tensor with an
-  attention mask, pool, one result per request) minus the bare forward of the padded batch,
-  timed alternately, at several batch sizes (the simulator fits ``a + b*rows``).
+  attention mask, pool, one result per request), timed directly: the backbone hands back its
+  output for the batch, computed beforehand, instead of running; at several batch sizes (the
+  simulator fits ``a + b*rows``).
 * CPU only: ``forward`` rows again with fewer threads (``threads`` column: a spatial slice
   pinned to that many cores); ``contention`` rows: one forward's time while ``k``
   threads of one process run forwards at once (co-located replicas sharing the cores);
   ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
   another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
-  time of a forward after the serving thread slept ``gap_ms``.
+  time of a batch after the serving thread slept about ``gap_ms`` over the same batch right
+  after it, in pairs.
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``load_backbone``: loading the backbone's weights from a state-dict file (page cache warm)
@@ -62,6 +64,11 @@ from fmplex_sim.specs import TaskSpec
 
 SHORT_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 LORA_TARGETS = ("q", "v")  # the simulator's default LoRA targets (ExtensionSpec.targets)
+#: Sweeps over a kind's points (forward, contention, throttle): each point's repeats are split
+#: over this many passes through all of them, so every point samples the host over the same
+#: minutes rather than one short spell that may be unusually fast or slow.
+SWEEPS = 3
+
 QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outputs=(2,),
              lora_points=((2, 16),), overhead_batches=(1, 2), extension_sizes=((4, 2),),
              thread_counts=(1,), contention_streams=(1, 2), contention_shape=(2, 16),
@@ -427,15 +434,28 @@ def profile_backbone(
     return rows, comments
 
 
-def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
+def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup, max_s, say,
+                  passes: int | None = None) -> list[dict]:
+    """``forward`` rows: the bare model over each (batch, seq_len) of the grid. A point's
+    repeats are split over ``passes`` sweeps of the whole grid, so that every point samples the
+    host over the same minutes. Measured back to back instead, one point could catch a slow
+    spell of a shared VM and its neighbours a fast one: in one profile on the 2-core host, batch
+    4 x 128 ran as slowly on two threads as on one (170 vs 162 ms) while the shapes around it
+    ran twice as fast on two."""
     seqs = [bb.spec.default_input_len] if _is_vision(bb) else list(seq_lens)
+    points = [(b, s, bb.make_inputs(b, s, gen)) for b in batches for s in seqs]
+    passes = max(1, min(SWEEPS if passes is None else passes, repeats))
+    samples: dict[tuple[int, int], list[float]] = {(b, s): [] for b, s, _ in points}
+    for p in range(passes):
+        n = repeats // passes + (p < repeats % passes)
+        for b, s, x in points:
+            (ms,) = gate.run(lambda: _bench([lambda: bb.model(**x)], clock, n,
+                                            warmup if p == 0 else 1, max_s / passes, min_repeats=1))
+            samples[(b, s)] += ms
     rows = []
-    for b in batches:
-        for s in seqs:
-            x = bb.make_inputs(b, s, gen)
-            (ms,) = gate.run(lambda: _bench([lambda: bb.model(**x)], clock, repeats, warmup, max_s))
-            rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(ms)))
-            say(f"forward b={b} s={s}: {rows[-1]['median_ms']:.3f} ms")
+    for b, s, _ in points:
+        rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(samples[(b, s)])))
+        say(f"forward b={b} s={s}: {rows[-1]['median_ms']:.3f} ms")
     return rows
 
 
@@ -486,9 +506,11 @@ def _lora_rows(bb, common, adapters, ranks, points, gen, clock, gate, repeats, w
         for r in ranks:
             for n in adapters:
                 reqs = [ExecRequest(names[r][i * n // b], s) for i in range(b)]  # rows split evenly
+                # A few ms out of two timings of up to hundreds: three times the usual time
+                # budget per point, for more pairs at the large shapes.
                 plain, lora = gate.run(lambda: _bench(
                     [lambda: plain_fm.run_batch(plain_reqs), lambda: fm.run_batch(reqs)],
-                    clock, repeats, warmup, max_s))
+                    clock, repeats, warmup, 3 * max_s))
                 diffs = [max(0.0, lo - pl) for pl, lo in zip(plain, lora)]
                 rows.append(dict(common, kind="lora", batch=b, seq_len=s, n_adapters=n, rank=r,
                                  **summarize(diffs)))
@@ -515,11 +537,11 @@ def _thread_rows(bb, common, threads, batches, seq_lens, adapters, ranks, lora_p
 
 def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[dict]:
     """Extra time of a batch that starts after the serving thread was idle for gaps drawn
-    exponentially with mean ``gap_ms`` (its worker threads gone to sleep, caches cold): the
-    median over such batches minus the median of the same batch run back to back, through the
-    runtime's ``PhysicalFM.run_batch``, on an instance without LoRA (``n_adapters`` empty) and
-    on one holding an adapter (``n_adapters`` 1: every layer's LoRA hooks run, many small ops
-    that each wake the threads)."""
+    exponentially with mean ``gap_ms`` (its worker threads gone to sleep, caches cold), through
+    the runtime's ``PhysicalFM.run_batch``, on an instance without LoRA (``n_adapters`` empty)
+    and on one holding an adapter (``n_adapters`` 1: every layer's LoRA hooks run, many small
+    ops that each wake the threads). Each sample is a pair: the batch after the gap minus the
+    same batch run again right after it, so the host's speed drifting over the series cancels."""
     import random
 
     from fmplex_exec.vfm import ExecRequest
@@ -529,26 +551,27 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
     rng = random.Random(0)
     fms = {0: _harness_fm(bb, [_task("plain", bb)]), 1: lora_fm}
     rows = []
-    n = max(repeats, 8)
+    n = max(repeats, 20)
     for lora, fm in fms.items():
         reqs = [ExecRequest("plain", s)] * b
 
-        def series(gap_ms: float) -> list[float]:
-            out = []
+        def timed() -> float:
+            t0 = time.perf_counter()
+            fm.run_batch(reqs)
+            return (time.perf_counter() - t0) * 1000.0
+
+        def pairs(gap_ms: float) -> list[float]:
             for _ in range(2):
                 fm.run_batch(reqs)
+            out = []
             for _ in range(n):
-                if gap_ms:
-                    time.sleep(rng.expovariate(1000.0 / gap_ms))
-                t0 = time.perf_counter()
-                fm.run_batch(reqs)
-                out.append((time.perf_counter() - t0) * 1000.0)
+                time.sleep(rng.expovariate(1000.0 / gap_ms))
+                cold = timed()
+                out.append(max(0.0, cold - timed()))
             return out
 
-        warm = sorted(gate.run(lambda: series(0.0)))
-        base = warm[len(warm) // 2]
         for gap in gaps_ms:
-            extra = [max(0.0, v - base) for v in gate.run(lambda: series(gap))]
+            extra = gate.run(lambda: pairs(gap))
             rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap,
                              n_adapters=lora or None, **summarize(extra)))
             say(f"wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}): "
@@ -558,36 +581,42 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
 
 def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> list[dict]:
     """One forward's time while ``k`` threads of this process run forwards at once (co-located
-    replicas on one host): each thread times its own forwards; the row is their median."""
+    replicas on one host): each thread times its own forwards; the row is their median over
+    :data:`SWEEPS` sweeps of all ``k``."""
     import threading
 
     b, s = shape
     s = bb.spec.default_input_len if _is_vision(bb) else s
     x = bb.make_inputs(b, s, gen)
-    rows = []
-    for k in streams:
-        def point() -> list[float]:
-            samples: list[list[float]] = [[] for _ in range(k)]
-            start = threading.Barrier(k)
 
-            def worker(i: int) -> None:
-                with torch.inference_mode():
+    def point(k: int) -> list[float]:
+        samples: list[list[float]] = [[] for _ in range(k)]
+        start = threading.Barrier(k)
+
+        def worker(i: int) -> None:
+            with torch.inference_mode():
+                bb.model(**x)
+                start.wait()
+                for _ in range(max(repeats // SWEEPS, 3) + 2):
+                    t0 = time.perf_counter()
                     bb.model(**x)
-                    start.wait()
-                    for _ in range(max(repeats, 3)):
-                        t0 = time.perf_counter()
-                        bb.model(**x)
-                        samples[i].append((time.perf_counter() - t0) * 1000.0)
+                    samples[i].append((time.perf_counter() - t0) * 1000.0)
 
-            ths = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
-            for th in ths:
-                th.start()
-            for th in ths:
-                th.join()
-            # the first and last forward of each thread overlap less: keep the middle ones
-            return [v for xs in samples for v in (xs[1:-1] if len(xs) > 2 else xs)]
+        ths = [threading.Thread(target=worker, args=(i,)) for i in range(k)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        # the first and last forward of each thread overlap less: keep the middle ones
+        return [v for xs in samples for v in (xs[1:-1] if len(xs) > 2 else xs)]
 
-        rows.append(dict(common, kind="contention", batch=k, **summarize(gate.run(point))))
+    pooled: dict[int, list[float]] = {k: [] for k in streams}
+    for _ in range(SWEEPS):  # every k in each sweep: all sample the host over the same minutes
+        for k in streams:
+            pooled[k] += gate.run(lambda: point(k))
+    rows = []
+    for k, xs in pooled.items():
+        rows.append(dict(common, kind="contention", batch=k, **summarize(xs)))
         say(f"contention k={k} (batch {b} x {s}): {rows[-1]['median_ms']:.3f} ms per forward")
     return rows
 
@@ -603,7 +632,7 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
 
     from fmplex_exec.vfm import ExecRequest
 
-    n = max(repeats, 5)
+    n = max(repeats // SWEEPS, 4)
 
     def series(reqs) -> list[float]:
         with torch.inference_mode():
@@ -622,13 +651,16 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
         th.join()
         return box
 
+    points = [(b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in dict.fromkeys(shapes)]
+    extra: dict[tuple[int, int], list[float]] = {pt: [] for pt in points}
+    for _ in range(SWEEPS):  # each point in every sweep: all sample the host over the same minutes
+        for b, s in points:
+            reqs = [ExecRequest("plain", s)] * b
+            base = sorted(gate.run(lambda: series(reqs)))[n // 2]
+            extra[(b, s)] += [max(0.0, v - base) for v in gate.run(lambda: beside(reqs))]
     rows = []
-    for b, s in dict.fromkeys(shapes):
-        s = bb.spec.default_input_len if _is_vision(bb) else s
-        reqs = [ExecRequest("plain", s)] * b
-        base = sorted(gate.run(lambda: series(reqs)))[n // 2]
-        extra = [max(0.0, v - base) for v in gate.run(lambda: beside(reqs))]
-        rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(extra)))
+    for (b, s), xs in extra.items():
+        rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(xs)))
         say(f"throttle b={b} s={s}: +{rows[-1]['median_ms']:.3f} ms beside another replica's pool")
     return rows
 
@@ -645,22 +677,29 @@ def _head_rows(bb, common, batches, outputs, gen, clock, gate, repeats, warmup) 
 
 
 def _overhead_rows(bb, common, batches, seq_len, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:
-    """The runtime's per-batch work outside the forward, through its own path: a PhysicalFM
-    batch of ``b`` requests (making, checking and padding each input, pooling, one result per
-    request) minus the bare forward of the padded batch, timed alternately."""
+    """The runtime's per-batch work outside the forward, timed directly through its own path:
+    a PhysicalFM batch of ``b`` requests (making, checking and padding each input, pooling, one
+    result per request) whose backbone returns the forward's output for that batch, computed
+    beforehand, instead of running. Taken as the difference of two timings instead (the batch
+    minus the bare forward), the few ms of overhead at batch 16 drowned in the noise of two
+    ~400 ms timings: profiles on one host gave anything from 0 to 32 ms."""
     from fmplex_exec.vfm import ExecRequest
 
     rows = []
     seq_len = bb.spec.default_input_len if _is_vision(bb) else seq_len
     fm = _harness_fm(bb, [_task("plain", bb)])  # no LoRA: peft leaves the backbone alone
+    model = bb.model
     for b in batches:
         reqs = [ExecRequest("plain", seq_len)] * b
-        x = bb.make_inputs(b, seq_len, gen)
-        bare, full = gate.run(lambda: _bench([lambda: bb.model(**x), lambda: fm.run_batch(reqs)],
-                                             clock, repeats, warmup, max_s))
-        diffs = [max(0.0, f - p) for p, f in zip(bare, full)]
+        out = model(**bb.make_inputs(b, seq_len, gen))
+        model.forward = lambda *args, _out=out, **kwargs: _out  # an instance attribute: nn.Module calls it
+        try:
+            (samples,) = gate.run(lambda: _bench([lambda: fm.run_batch(reqs)], clock,
+                                                 max(repeats, 30), warmup, max_s))
+        finally:
+            del model.forward  # the class's forward again
         rows.append(dict(common, kind="overhead", backbone="*", batch=b, seq_len=seq_len,
-                         **summarize(diffs)))
+                         **summarize(samples)))
         say(f"overhead b={b}: {rows[-1]['median_ms']:.3f} ms")
     return rows
 

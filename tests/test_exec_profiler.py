@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import pytest
 
@@ -105,3 +106,75 @@ def test_simulator_runs_on_the_measured_profile(profile_csv, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["latency_model"]["kind"] == "profile"
     assert summary["requests"]["arrived"] > 0
+
+
+def test_overhead_rows_time_the_runtime_path_without_running_the_forward(monkeypatch):
+    """The per-batch overhead is timed directly: every timed ``run_batch`` gets the forward's
+    output without running it (one real forward per batch size, to make that output), and the
+    backbone's own forward is back afterwards."""
+    import torch
+
+    from fmplex_exec.backbones import load_backbone
+    from fmplex_exec.profiler import _Clock, _Gate, _overhead_rows
+    from fmplex_exec.threads import off_main
+
+    bb = off_main(load_backbone, "minilm-l6")
+    cls = type(bb.model)
+    calls = []
+    real_forward = cls.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "forward", counting)
+    gen = torch.Generator().manual_seed(0)
+
+    def measure():
+        with torch.inference_mode():
+            return _overhead_rows(bb, {"backbone": "minilm-l6", "device": "CPU", "dtype": "fp32"},
+                                  (1, 3), 16, gen, _Clock(torch.device("cpu")), _Gate(False),
+                                  repeats=4, warmup=1, max_s=1.0, say=lambda msg: None)
+
+    rows = off_main(measure)
+    assert len(calls) == 2  # one forward per batch size, none while timing
+    assert [(r["batch"], r["seq_len"], r["kind"], r["backbone"]) for r in rows] == [
+        (1, 16, "overhead", "*"), (3, 16, "overhead", "*")]
+    assert all(r["median_ms"] > 0 and r["repeats"] >= 3 for r in rows)
+    assert "forward" not in vars(bb.model)  # the stub is gone: the class's forward runs again
+    with torch.inference_mode():
+        off_main(lambda: bb.model(**bb.make_inputs(1, 8, gen)))
+    assert len(calls) == 3
+
+
+def test_forward_rows_spread_each_points_repeats_over_sweeps_of_the_grid():
+    """Every point is timed in each of several sweeps over the whole grid (so all points sample
+    the host over the same minutes), and its row summarises all its sweeps' samples."""
+    from types import SimpleNamespace
+
+    from fmplex_exec.profiler import _forward_rows
+
+    order = []
+
+    class Model:
+        def __call__(self, x):
+            order.append(x)
+
+    bb = SimpleNamespace(inputs="input_ids", model=Model(), spec=SimpleNamespace(default_input_len=0),
+                         make_inputs=lambda b, s, gen: {"x": (b, s)})
+
+    class Gate:
+        def run(self, fn):
+            return fn()
+
+    rows = _forward_rows(bb, {"backbone": "fake"}, (1, 4), (16, 64), None, time.perf_counter, Gate(),
+                         repeats=6, warmup=2, max_s=60.0, say=lambda msg: None, passes=3)
+    grid = [(1, 16), (1, 64), (4, 16), (4, 64)]
+    assert [(r["batch"], r["seq_len"]) for r in rows] == grid
+    assert all(r["repeats"] == 6 and r["kind"] == "forward" for r in rows)
+    # sweep 1: 2 warm-up + 2 timed calls per point; sweeps 2 and 3: 1 warm-up + 2 timed
+    sweeps = [order[:16], order[16:28], order[28:]]
+    assert len(order) == 40
+    assert [sweeps[0][i * 4] for i in range(4)] == grid
+    for sweep in sweeps[1:]:
+        assert [sweep[i * 3] for i in range(4)] == grid
