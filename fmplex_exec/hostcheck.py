@@ -2,13 +2,16 @@
 
 On a shared host (a cloud VM) the same forward can take a third longer one hour than the next,
 and a profile measured minutes before a replay may describe a faster or slower machine than
-the one the replay runs on. ``fmplex-exec validate`` therefore times one reference point of
-the profile again, right before and right after each system's replay: a bare forward of one
-input of ``seq_len`` tokens per backbone, with each thread count the profile has ``forward``
-rows for (the whole host, and the slices' counts). The ratio of the replay-time median to the
-profile's row is the host's speed factor at that thread count; :func:`scale_profile` writes a
-copy of the profile whose time rows are multiplied by it. Nothing here looks at the replay's
-latencies: the factor comes from the reference forward alone.
+the one the replay runs on. ``fmplex-exec validate`` therefore times one reference point
+three times: right after measuring the profile, and right before and right after each system's
+replay. The point is a bare forward of one input at the profiled length nearest the workload's
+median, per backbone, with each thread count the profile has ``forward`` rows for (the whole
+host, and the slices' counts), always by the same protocol (:class:`HostCheck`). The mean of a
+replay's two timings over the timing at profile time is the host's speed factor at that thread
+count; :func:`scale_profile` writes a copy of the profile whose time rows are multiplied by it.
+A factor within :data:`DEADBAND` of 1 is applied as 1: two checks a minute apart on an idle
+host differ by up to about 8%, so a smaller change cannot be told from the check's own noise.
+Nothing here looks at the replay's latencies: the factor comes from the reference forward alone.
 """
 
 from __future__ import annotations
@@ -93,10 +96,20 @@ class HostCheck:
         return out
 
 
-def factors(points: dict[tuple[str, int], tuple[int, float]], before: dict, after: dict) -> dict[tuple[str, int], float]:
-    """The host's speed factor per reference point: the mean of the two timings around the
-    replay over the profile's row (above 1: slower now than when profiled)."""
-    return {k: (before[k] + after[k]) / 2.0 / ms for k, (_, ms) in points.items() if ms > 0}
+#: Speed factors closer to 1 than this are applied as 1 (the check's own repeatability).
+DEADBAND = 0.10
+
+
+def factors(reference: dict, before: dict, after: dict) -> dict[tuple[str, int], tuple[float, float]]:
+    """Per reference point: ``(measured, applied)`` speed factor. Measured is the mean of the two
+    timings around a replay over the timing at profile time (above 1: slower now); applied is
+    1 when measured is within :data:`DEADBAND` of 1, else measured."""
+    out = {}
+    for k, ref in reference.items():
+        if ref > 0:
+            f = (before[k] + after[k]) / 2.0 / ref
+            out[k] = (f, 1.0 if abs(f - 1.0) < DEADBAND else f)
+    return out
 
 
 def scale_profile(src: str | Path, dst: str | Path, factor: dict[tuple[str, int], float], note: str) -> None:

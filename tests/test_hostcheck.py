@@ -58,7 +58,11 @@ def test_scale_profile_multiplies_host_time_rows_only(tmp_path):
             assert b == pytest.approx(a * want, rel=1e-6)
 
 
-def test_factors_are_the_mean_of_the_two_checks_over_the_profile():
-    pts = {("a", 0): (64, 20.0), ("a", 1): (64, 40.0)}
-    got = factors(pts, {("a", 0): 22.0, ("a", 1): 40.0}, {("a", 0): 26.0, ("a", 1): 36.0})
-    assert got == pytest.approx({("a", 0): 1.2, ("a", 1): 0.95})
+def test_factors_are_the_mean_of_the_two_checks_over_the_one_at_profile_time():
+    ref = {("a", 0): 20.0, ("a", 1): 40.0, ("b", 0): 10.0}
+    got = factors(ref, {("a", 0): 22.0, ("a", 1): 40.0, ("b", 0): 9.4},
+                  {("a", 0): 26.0, ("a", 1): 36.0, ("b", 0): 9.0})
+    assert got[("a", 0)] == pytest.approx((1.2, 1.2))  # slower by 20%: applied
+    assert got[("a", 1)] == pytest.approx((0.95, 1.0))  # within the check's own noise: none
+    assert got[("b", 0)] == pytest.approx((0.92, 1.0))
+    assert factors({("a", 0): 20.0}, {("a", 0): 17.0}, {("a", 0): 17.0})[("a", 0)] == pytest.approx((0.85, 0.85))
