@@ -9,8 +9,9 @@ median, per backbone, with each thread count the profile has ``forward`` rows fo
 host, and the slices' counts), always by the same protocol (:class:`HostCheck`). The mean of a
 replay's two timings over the timing at profile time is the host's speed factor at that thread
 count; :func:`scale_profile` writes a copy of the profile whose time rows are multiplied by it.
-A factor within :data:`DEADBAND` of 1 is applied as 1: two checks a minute apart on an idle
-host differ by up to about 8%, so a smaller change cannot be told from the check's own noise.
+A factor within :data:`DEADBAND` of 1 is applied as 1: on the 2-core VM, checks before and
+after four 30 s replays differed by 9-16% within each pair, so a smaller change cannot be told
+from the check's own noise.
 Nothing here looks at the replay's latencies: the factor comes from the reference forward alone.
 """
 
