@@ -4,7 +4,7 @@
   open loop on real models, writing the simulator's results schema;
 - ``profile --backbone NAME --device cpu|cuda --out FILE.csv``: measure a latency profile that
   ``fmplex-sim`` reads as ``latency_model: {profile: FILE.csv}``;
-- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE] [--no-host-check]``: replay and simulate
+- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE]``: replay and simulate
   one request stream for each system and report the simulator's errors (validate.py);
 - ``env``: report the execution stack (torch, transformers, peft) and devices.
 
@@ -155,10 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "else spatial,colocate,fmplex)")
     v.add_argument("--set", action="append", metavar="KEY=VALUE")
     v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    v.add_argument("--no-host-check", dest="host_check", action="store_false",
-                   help="simulate with the profile as measured; by default (CPU) a reference "
-                   "forward is timed again around each replay and the profile's times are scaled "
-                   "by the host's speed then (fmplex_exec/hostcheck.py)")
     v.set_defaults(func=cmd_validate)
     e = sub.add_parser("env", help="report the execution stack and devices")
     e.add_argument("--json", action="store_true")

@@ -4,8 +4,7 @@ One request stream (identical arrivals, task assignment and input sizes) is repl
 models by :class:`~fmplex_exec.runtime.Runtime` and simulated by :mod:`fmplex_sim` with a
 profile of the same device, for each system. The profile is either given (``--profile``) or
 measured first, in the same command, on exactly the shapes the config needs. Nothing is fitted
-to the replays: the simulator sees only the profile, the config and (host check) the timings
-of the reference forward.
+to the replays: the simulator sees only the profile and the config.
 
 Results folder::
 
@@ -15,13 +14,6 @@ Results folder::
     validation.png / .pdf        latency CDFs (real solid, simulated dashed), per-task p50/p99
     provenance.json, config.yaml
     <system>/real/, <system>/sim/   each a results folder of its engine (requests.csv, summary.json, ...)
-
-With the host check (CPU, default, when the profile is measured here; :mod:`fmplex_exec.hostcheck`),
-a reference forward is timed right after profiling and again right before and after each
-replay, and ``<system>/sim/`` is simulated on
-``<system>/profile_host.csv``: the profile with its time rows scaled by the host's speed factor
-then. ``<system>/sim_profile_as_measured/`` is the simulation on the profile as measured; its
-errors are under ``host.profile_as_measured`` in ``validation.json``.
 """
 
 from __future__ import annotations
@@ -94,22 +86,11 @@ def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
         raise InputError("--profile", path, str(e).strip("'\"")) from None
 
 
-def _pct(x) -> str:
-    return "  n/a " if x is None else f"{x * 100:+6.1f}%"
-
-
-def _lengths(cfg: RunConfig, wl) -> dict[str, list[int]]:
-    """Input lengths of the workload's requests, per backbone."""
-    bb_of = {t.name: t.backbone for t in cfg.tasks}
-    out: dict[str, list[int]] = {bb: [] for bb in bb_of.values()}
-    for k, n in zip(wl.task.tolist(), wl.input_len.tolist()):
-        out[bb_of[wl.tasks[k]]].append(int(n))
-    return out
-
-
 def _summary_line(name: str, entry: dict) -> str:
     r, s = entry["real"], entry["sim"]
-    pct = _pct
+
+    def pct(x):
+        return "  n/a " if x is None else f"{x * 100:+6.1f}%"
 
     return (f"{name:>10}  real p50 {r['p50_ms'] or 0:8.1f} ms  sim {s['p50_ms'] or 0:8.1f} ms ({pct(entry['p50_rel_err'])})"
             f"  real p99 {r['p99_ms'] or 0:8.1f} ms  sim {s['p99_ms'] or 0:8.1f} ms ({pct(entry['p99_rel_err'])})"
@@ -119,9 +100,7 @@ def _summary_line(name: str, entry: dict) -> str:
 def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
     from fmplex_exec.executors import make_executor
-    from fmplex_exec.hostcheck import DEADBAND, HostCheck, factors, reference_points, scale_profile
     from fmplex_exec.profiler import default_sim_device
-    from fmplex_exec.threads import off_main
     from fmplex_exec.runtime import Runtime, RuntimeOptions
     from fmplex_sim.config import load_config
     from fmplex_sim.latency.profile import ProfileModel
@@ -167,43 +146,13 @@ def cmd_validate(args) -> int:
                         "targets": TARGETS, "systems": {}}
         runs = {}
         opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
-        check = reference = None
-        if getattr(args, "host_check", True) and args.device == "cpu":
-            if args.profile:
-                report["host_check"] = {"off": "the profile was given (--profile): the reference was "
-                                               "not timed when it was measured"}
-            else:
-                points = reference_points(prof, _lengths(cfg, wl))
-                check = off_main(HostCheck, points, args.device, args.dtype, cfg.seed)
-                reference = off_main(check.measure)
-                report["host_check"] = {
-                    "what": "bare forward of 1 input, timed right after profiling and right before and "
-                            "after each replay by the same protocol; the simulator's profile times "
-                            f"scaled by the host's speed factor (applied as 1 within {DEADBAND:.0%}; "
-                            "fmplex_exec/hostcheck.py)",
-                    "points": [{"backbone": bb, "threads": t or None, "seq_len": L,
-                                "profile_row_ms": round(ms, 3), "at_profile_ms": round(reference[(bb, t)], 3)}
-                               for (bb, t), (L, ms) in points.items()]}
         for name in names:
             c = cfg.with_system(name)
-            before = off_main(check.measure) if check else None
-            say(f"{name}: replaying {len(wl)} requests on real models ({c.duration_s:g} s of trace)")
+            sim = simulate(c, wl, latency=latency)
+            write_run(tmp / name / "sim", c, sim, args.argv, workload_info=info)
+            say(f"{name}: simulated; replaying {len(wl)} requests on real models "
+                f"({c.duration_s:g} s of trace)")
             records, summary = Runtime(c, wl, make_executor, opts, latency=latency).run()
-            if check:
-                after = off_main(check.measure)
-                measured = factors(reference, before, after)
-                f = {k: applied for k, (_, applied) in measured.items()}
-                scaled = tmp / name / "profile_host.csv"
-                scaled.parent.mkdir(parents=True, exist_ok=True)
-                scale_profile(prof, scaled, f, "host check (fmplex-exec validate): time rows scaled by "
-                              + ", ".join(f"{bb}{f' {t} thread(s)' if t else ''} x{v:.3f}" for (bb, t), v in f.items()))
-                as_measured = simulate(c, wl, latency=latency)
-                write_run(tmp / name / "sim_profile_as_measured", c, as_measured, args.argv, workload_info=info)
-                as_run = replace(c, latency_model=LatencyConfig(kind="profile", path=str(out / name / scaled.name)))
-                sim = simulate(as_run, wl, latency=ProfileModel(scaled))
-            else:
-                as_run, sim = c, simulate(c, wl, latency=latency)
-            write_run(tmp / name / "sim", as_run, sim, args.argv, workload_info=info)
             real_dir = tmp / name / "real"
             real_dir.mkdir(parents=True)
             write_yaml(real_dir / "config.yaml", c.to_dict())
@@ -214,19 +163,6 @@ def cmd_validate(args) -> int:
             write_json(real_dir / "summary.json", summary)
             entry = compare_runs(records, sim.records, c.tasks, c.duration_s)
             entry["meets_targets"] = within_targets(entry["overall"])
-            if check:
-                raw = compare_runs(records, as_measured.records, c.tasks, c.duration_s)["overall"]
-                entry["host"] = {
-                    "speed_factor": [{"backbone": bb, "threads": t or None, "measured": round(m, 4),
-                                      "factor": round(a, 4), "at_profile_ms": round(reference[(bb, t)], 3),
-                                      "before_ms": round(before[(bb, t)], 3), "after_ms": round(after[(bb, t)], 3)}
-                                     for (bb, t), (m, a) in measured.items()],
-                    "profile": f"{name}/profile_host.csv",
-                    "profile_as_measured": {k: raw[k] for k in ("sim", "p50_rel_err", "p99_rel_err",
-                                                                "mean_rel_err", "slo_attainment_abs_err")}}
-                say(f"{name}: host speed factor " + ", ".join(
-                    f"{bb}{f' {t}t' if t else ''} {m:.2f} (applied {a:.2f})" for (bb, t), (m, a) in measured.items())
-                    + f"; with the profile as measured: p50 {_pct(raw['p50_rel_err'])}, p99 {_pct(raw['p99_rel_err'])}")
             report["systems"][name] = entry
             runs[name] = (records, sim.records)
             say(_summary_line(name, entry["overall"]))

@@ -116,52 +116,6 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
     assert (out / "validation.png").stat().st_size > 0 and (out / "validation.pdf").exists()
     assert (out / "profile.csv").read_text() == quick_profile.read_text()
     assert "ranking by mean latency" in capsys.readouterr().out
-    # a profile given: no timing of the reference when it was measured, so no host check
-    assert "--profile" in rep["host_check"]["off"]
-    assert all("host" not in e for e in rep["systems"].values())
-
-
-@pytest.mark.slow
-def test_validate_host_check_scales_the_profile_by_the_reference_forwards(tmp_path, quick_profile, monkeypatch):
-    """With the profile measured in the command (here: the quick one copied in its place), the
-    reference forward is timed after profiling and around each replay; the simulation compared
-    runs on the profile scaled by the applied factor; the one on the profile as measured is kept."""
-    import shutil
-
-    from fmplex_exec import validate
-    from fmplex_exec.cli import main
-    from fmplex_exec.hostcheck import DEADBAND
-    from fmplex_sim.latency.profile import read_profile
-
-    monkeypatch.setattr(validate, "_measure_profile", lambda cfg, path, *a: shutil.copyfile(quick_profile, path))
-    cfg = tmp_path / "v.yaml"
-    cfg.write_text(yaml.safe_dump(CONFIG))
-    out = tmp_path / "val"
-    assert main(["validate", str(cfg), "--out", str(out), "--quiet", "--systems", "fmplex"]) == 0
-    rep = json.loads((out / "validation.json").read_text())
-    points = rep["host_check"]["points"]
-    assert {(p["backbone"], p["threads"]) for p in points} == {("minilm-l6", None), ("minilm-l6", 1)}
-    prof = {(r.kind, r.batch, r.seq_len, r.threads): r.median_ms for r in read_profile(quick_profile)}
-    host = rep["systems"]["fmplex"]["host"]
-    scaled = {(r.kind, r.batch, r.seq_len, r.threads): r.median_ms for r in read_profile(out / host["profile"])}
-    assert len(host["speed_factor"]) == 2
-    for sf in host["speed_factor"]:
-        ref = next(p for p in points if p["threads"] == sf["threads"])
-        assert sf["at_profile_ms"] == ref["at_profile_ms"] > 0
-        assert sf["measured"] == pytest.approx((sf["before_ms"] + sf["after_ms"]) / 2 / sf["at_profile_ms"], rel=1e-3)
-        assert sf["factor"] == (1.0 if abs(sf["measured"] - 1) < DEADBAND else sf["measured"])
-        key = ("forward", 1, ref["seq_len"], sf["threads"] or 0)
-        assert scaled[key] == pytest.approx(prof[key] * sf["factor"], rel=1e-3)
-    raw = json.loads((out / "fmplex" / "sim_profile_as_measured" / "summary.json").read_text())
-    assert host["profile_as_measured"]["sim"]["p50_ms"] == pytest.approx(raw["latency_ms"]["p50"], abs=1e-3)
-    sim_cfg = yaml.safe_load((out / "fmplex" / "sim" / "config.yaml").read_text())
-    assert sim_cfg["latency_model"]["profile"].endswith(host["profile"])
-    # --no-host-check: the profile as measured, nothing scaled
-    out2 = tmp_path / "val2"
-    assert main(["validate", str(cfg), "--out", str(out2), "--quiet", "--systems", "fmplex", "--no-host-check"]) == 0
-    rep2 = json.loads((out2 / "validation.json").read_text())
-    assert "host_check" not in rep2 and "host" not in rep2["systems"]["fmplex"]
-    assert not (out2 / "fmplex" / "profile_host.csv").exists()
 
 
 def test_validate_bad_profile_exits_2_and_writes_nothing(tmp_path, capsys):
