@@ -5,8 +5,9 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
 :mod:`fmplex_sim.latency.profile`):
 
 * ``forward``: one backbone forward over the full (batch x seq_len) grid, inputs already on
-  the device; each point's repeats are spread over three sweeps of the grid. Vision backbones take fixed-size images: their grid has a single ``seq_len``
-  column, the catalog's ``default_input_len`` (tokens per image).
+  the device; each point's repeats are spread over :data:`SWEEPS` sweeps of the grid. Vision
+  backbones take fixed-size images: their grid has a single ``seq_len`` column, the catalog's
+  ``default_input_len`` (tokens per image).
 * ``lora``: the extra time of a batch carrying ``n`` distinct LoRA adapters of rank ``r``
   (rows split evenly) over the same batch without adapters, both through the runtime's own
   ``PhysicalFM.run_batch`` (batched multi-adapter LoRA), at a few (batch, seq_len) points.
@@ -68,6 +69,17 @@ LORA_TARGETS = ("q", "v")  # the simulator's default LoRA targets (ExtensionSpec
 #: over this many passes through all of them, so every point samples the host over the same
 #: minutes rather than one short spell that may be unusually fast or slow.
 SWEEPS = 3
+
+
+def _swept(points, measure: Callable[[object, int], list[float]], sweeps: int = SWEEPS) -> dict:
+    """``{point: samples}``: ``measure(point, sweep)`` for every point in each of ``sweeps``
+    passes through all of them, the samples of one point pooled (see :data:`SWEEPS`)."""
+    pooled: dict = {pt: [] for pt in points}
+    for p in range(sweeps):
+        for pt in points:
+            pooled[pt] += measure(pt, p)
+    return pooled
+
 
 QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outputs=(2,),
              lora_points=((2, 16),), overhead_batches=(1, 2), extension_sizes=((4, 2),),
@@ -443,18 +455,18 @@ def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warm
     4 x 128 ran as slowly on two threads as on one (170 vs 162 ms) while the shapes around it
     ran twice as fast on two."""
     seqs = [bb.spec.default_input_len] if _is_vision(bb) else list(seq_lens)
-    points = [(b, s, bb.make_inputs(b, s, gen)) for b in batches for s in seqs]
+    inputs = {(b, s): bb.make_inputs(b, s, gen) for b in batches for s in seqs}
     passes = max(1, min(SWEEPS if passes is None else passes, repeats))
-    samples: dict[tuple[int, int], list[float]] = {(b, s): [] for b, s, _ in points}
-    for p in range(passes):
-        n = repeats // passes + (p < repeats % passes)
-        for b, s, x in points:
-            (ms,) = gate.run(lambda: _bench([lambda: bb.model(**x)], clock, n,
-                                            warmup if p == 0 else 1, max_s / passes, min_repeats=1))
-            samples[(b, s)] += ms
+
+    def measure(pt, p: int) -> list[float]:
+        x, n = inputs[pt], repeats // passes + (p < repeats % passes)
+        (ms,) = gate.run(lambda: _bench([lambda: bb.model(**x)], clock, n, warmup if p == 0 else 1,
+                                        max_s / passes, min_repeats=1))
+        return ms
+
     rows = []
-    for b, s, _ in points:
-        rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(samples[(b, s)])))
+    for (b, s), ms in _swept(inputs, measure, passes).items():
+        rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(ms)))
         say(f"forward b={b} s={s}: {rows[-1]['median_ms']:.3f} ms")
     return rows
 
@@ -610,12 +622,8 @@ def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> lis
         # the first and last forward of each thread overlap less: keep the middle ones
         return [v for xs in samples for v in (xs[1:-1] if len(xs) > 2 else xs)]
 
-    pooled: dict[int, list[float]] = {k: [] for k in streams}
-    for _ in range(SWEEPS):  # every k in each sweep: all sample the host over the same minutes
-        for k in streams:
-            pooled[k] += gate.run(lambda: point(k))
     rows = []
-    for k, xs in pooled.items():
+    for k, xs in _swept(streams, lambda k, _: gate.run(lambda: point(k))).items():
         rows.append(dict(common, kind="contention", batch=k, **summarize(xs)))
         say(f"contention k={k} (batch {b} x {s}): {rows[-1]['median_ms']:.3f} ms per forward")
     return rows
@@ -651,15 +659,15 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
         th.join()
         return box
 
-    points = [(b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in dict.fromkeys(shapes)]
-    extra: dict[tuple[int, int], list[float]] = {pt: [] for pt in points}
-    for _ in range(SWEEPS):  # each point in every sweep: all sample the host over the same minutes
-        for b, s in points:
-            reqs = [ExecRequest("plain", s)] * b
-            base = sorted(gate.run(lambda: series(reqs)))[n // 2]
-            extra[(b, s)] += [max(0.0, v - base) for v in gate.run(lambda: beside(reqs))]
+    def extra(pt, _) -> list[float]:
+        b, s = pt
+        reqs = [ExecRequest("plain", s)] * b
+        base = sorted(gate.run(lambda: series(reqs)))[n // 2]  # alone, in this sweep
+        return [max(0.0, v - base) for v in gate.run(lambda: beside(reqs))]
+
+    points = dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes)
     rows = []
-    for (b, s), xs in extra.items():
+    for (b, s), xs in _swept(points, extra).items():
         rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(xs)))
         say(f"throttle b={b} s={s}: +{rows[-1]['median_ms']:.3f} ms beside another replica's pool")
     return rows
