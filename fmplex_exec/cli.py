@@ -4,7 +4,7 @@
   open loop on real models, writing the simulator's results schema;
 - ``profile --backbone NAME --device cpu|cuda --out FILE.csv``: measure a latency profile that
   ``fmplex-sim`` reads as ``latency_model: {profile: FILE.csv}``;
-- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE]``: replay and simulate
+- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE] [--rounds N]``: replay and simulate
   one request stream for each system and report the simulator's errors (validate.py);
 - ``env``: report the execution stack (torch, transformers, peft) and devices.
 
@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     v.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     v.add_argument("--profile", help="profile CSV of this device (default: measure one first)")
+    v.add_argument("--rounds", type=int, default=2,
+                   help="replay every system this many times, interleaved, and pool them; without "
+                   "--profile a profile is measured before each round and the rounds' profiles "
+                   "merged (default 2; 1 for a quick run)")
     v.add_argument("--systems", help="comma-separated systems (default: the config's `systems`, "
                    "else spatial,colocate,fmplex)")
     v.add_argument("--set", action="append", metavar="KEY=VALUE")

@@ -50,6 +50,7 @@ import os
 import platform
 import shlex
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -107,6 +108,43 @@ def summarize(samples_ms: Iterable[float]) -> dict:
         raise ValueError("no samples")
     return {"median_ms": round(_percentile(xs, 50), 6), "p10_ms": round(_percentile(xs, 10), 6),
             "p90_ms": round(_percentile(xs, 90), 6), "repeats": len(xs)}
+
+
+#: The measured values of a profile row; every other column identifies the row.
+MEASURED = ("median_ms", "p10_ms", "p90_ms", "repeats")
+
+
+def merge_rows(profiles: Sequence[Sequence[dict]]) -> list[dict]:
+    """One profile from several measured on the same grid (``fmplex-exec validate --rounds``):
+    each row's ``median_ms``, ``p10_ms`` and ``p90_ms`` are the medians of its values across the
+    profiles (the mean of two), ``repeats`` their sum. Order statistics are monotone, so
+    ``p10 <= median <= p90`` holds in the merge as in every input. Rows are matched by all their
+    other columns, in the first profile's order; a row missing from any profile is an error."""
+    if not profiles:
+        raise ValueError("no profiles to merge")
+    keyed = []
+    for rows in profiles:
+        index: dict = {}
+        for row in rows:
+            key = tuple(sorted((k, v) for k, v in row.items() if k not in MEASURED))
+            if key in index:
+                raise ValueError(f"duplicate profile row {dict(key)}")
+            index[key] = row
+        keyed.append(index)
+    first = keyed[0]
+    for i, index in enumerate(keyed[1:], start=2):
+        if set(index) != set(first):
+            diff = next(iter(set(index) ^ set(first)))
+            raise ValueError(f"profile {i} does not measure the same rows as profile 1: {dict(diff)}")
+    out = []
+    for key, row in first.items():
+        merged = dict(row)
+        for col in ("median_ms", "p10_ms", "p90_ms"):
+            vals = [index[key].get(col) for index in keyed]
+            merged[col] = None if any(v is None for v in vals) else round(float(statistics.median(vals)), 6)
+        merged["repeats"] = sum(int(index[key].get("repeats") or 0) for index in keyed) or None
+        out.append(merged)
+    return out
 
 
 class _Clock:

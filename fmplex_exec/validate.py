@@ -3,17 +3,29 @@
 One request stream (identical arrivals, task assignment and input sizes) is replayed on real
 models by :class:`~fmplex_exec.runtime.Runtime` and simulated by :mod:`fmplex_sim` with a
 profile of the same device, for each system. The profile is either given (``--profile``) or
-measured first, in the same command, on exactly the shapes the config needs. Nothing is fitted
-to the replays: the simulator sees only the profile and the config.
+measured in the same command, on exactly the shapes the config needs. Nothing is fitted to the
+replays: the simulator sees only the profile and the config.
+
+Rounds (``--rounds N``, default 2). A shared host's speed drifts over minutes, so a profile
+taken once and replays taken one system after another would each sample a different spell of
+it. The command therefore runs N rounds. Each round measures a profile (unless one is given),
+then replays every system once, a different system first each round. The simulator reads the
+rounds' profiles merged (each row's median across them), and the measured side pools every
+round's requests: both sample the same minutes. ``round_spread`` reports how far one system's
+replays lie apart, the host's own noise, which no simulator can be expected to beat.
 
 Results folder::
 
-    profile.csv                  the profile the simulator used (measured here or copied)
-    validation.json              per system, overall and per task: real and simulated latency,
-                                 SLO attainment, throughput, their errors (*_rel_err fractions)
+    profile.csv                  the profile the simulator used (measured here, merged over the
+                                 rounds, or copied); profile-round<k>.csv each round's
+    validation.json              per system, overall and per task: real (rounds pooled) and
+                                 simulated latency, SLO attainment, throughput, their errors
+                                 (*_rel_err fractions); rounds, round_spread
     validation.png / .pdf        latency CDFs (real solid, simulated dashed), per-task p50/p99
     provenance.json, config.yaml
-    <system>/real/, <system>/sim/   each a results folder of its engine (requests.csv, summary.json, ...)
+    <system>/real/, <system>/real-<k>/   the replays of round 1 and round k: results folders of
+                                         the harness (requests.csv, summary.json, ...)
+    <system>/sim/                the simulation: a results folder of fmplex-sim
 """
 
 from __future__ import annotations
@@ -55,10 +67,10 @@ def profile_grid(cfg: RunConfig, backbone: str) -> dict:
                 throttle_shapes=((1, min(seq_lens)), (1, max(seq_lens)), (4, max(seq_lens))), extension_sizes=((8, 2),), repeats=6, max_point_s=1.0)
 
 
-def _measure_profile(cfg: RunConfig, path: Path, device: str, dtype: str, sim_device: str,
-                     say) -> None:
+def _measure_profile(cfg: RunConfig, device: str, dtype: str, sim_device: str,
+                     say) -> tuple[list[dict], list[str]]:
+    """``(rows, comments)`` of a profile of every backbone of ``cfg`` on its grid."""
     from fmplex_exec.profiler import profile_backbone
-    from fmplex_sim.latency.profile import write_profile
 
     rows, comments = [], []
     for bb in sorted({t.backbone for t in cfg.tasks}):
@@ -68,7 +80,7 @@ def _measure_profile(cfg: RunConfig, path: Path, device: str, dtype: str, sim_de
                                 **profile_grid(cfg, bb))
         rows += r
         comments += c + [""]
-    write_profile(path, rows, comments)
+    return rows, comments
 
 
 def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
@@ -87,23 +99,28 @@ def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
 
 
 def _summary_line(name: str, entry: dict) -> str:
-    r, s = entry["real"], entry["sim"]
+    o = entry["overall"]
+    r, s = o["real"], o["sim"]
 
     def pct(x):
         return "  n/a " if x is None else f"{x * 100:+6.1f}%"
 
-    return (f"{name:>10}  real p50 {r['p50_ms'] or 0:8.1f} ms  sim {s['p50_ms'] or 0:8.1f} ms ({pct(entry['p50_rel_err'])})"
-            f"  real p99 {r['p99_ms'] or 0:8.1f} ms  sim {s['p99_ms'] or 0:8.1f} ms ({pct(entry['p99_rel_err'])})"
+    line = (f"{name:>10}  real p50 {r['p50_ms'] or 0:8.1f} ms  sim {s['p50_ms'] or 0:8.1f} ms ({pct(o['p50_rel_err'])})"
+            f"  real p99 {r['p99_ms'] or 0:8.1f} ms  sim {s['p99_ms'] or 0:8.1f} ms ({pct(o['p99_rel_err'])})"
             f"  SLO {r['slo_attainment']} vs {s['slo_attainment']}")
+    spread = entry.get("round_spread")
+    if spread:
+        line += f"  (replays apart: p50 {pct(spread['p50'])}, p99 {pct(spread['p99'])})"
+    return line
 
 
 def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
     from fmplex_exec.executors import make_executor
-    from fmplex_exec.profiler import default_sim_device
+    from fmplex_exec.profiler import default_sim_device, merge_rows
     from fmplex_exec.runtime import Runtime, RuntimeOptions
     from fmplex_sim.config import load_config
-    from fmplex_sim.latency.profile import ProfileModel
+    from fmplex_sim.latency.profile import ProfileModel, write_profile
     from fmplex_sim.metrics import write_requests_csv
     from fmplex_sim.results import provenance, results_dir, write_json, write_yaml
     from fmplex_sim.run import prepare, simulate, write_run
@@ -124,48 +141,70 @@ def cmd_validate(args) -> int:
     if cfg.cluster.device != sim_device or cfg.cluster.gpus != 1:
         # The replay runs on this machine's one device; the simulation must describe the same.
         cfg = replace(cfg, cluster=replace(cfg.cluster, device=sim_device, gpus=1))
+    if args.rounds < 1:
+        raise InputError("--rounds", str(args.rounds), "must be at least 1")
     if args.profile:
         _check_profile(args.profile, cfg, sim_device)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
     cfg, wl, info = prepare(cfg)
     out = Path(args.out)
+    rounds = args.rounds
     t_start = time.perf_counter()
     with results_dir(out) as tmp:
         prof = tmp / "profile.csv"
         if args.profile:
             shutil.copyfile(args.profile, prof)
-        else:
-            _measure_profile(cfg, prof, args.device, args.dtype, sim_device, say)
-        latency = ProfileModel(prof)
         cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(out / "profile.csv")))
         lm = {"kind": "profile", "source": "profile.csv"}
         write_yaml(tmp / "config.yaml", cfg.to_dict())
+        opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
+        measured: list[list[dict]] = []
+        comments: list[str] = []
+        real: dict[str, list] = {name: [] for name in names}
+        for r in range(rounds):
+            tag = f"round {r + 1}/{rounds}: " if rounds > 1 else ""
+            if not args.profile:
+                say(f"{tag}measuring the profile")
+                rows, comments = _measure_profile(cfg, args.device, args.dtype, sim_device, say)
+                measured.append(rows)
+                if rounds > 1:
+                    write_profile(tmp / f"profile-round{r + 1}.csv", rows, comments)
+                    comments = comments + [f"merged: the median of each row over the {len(measured)} "
+                                           f"profile(s) measured so far, one before each round's replays "
+                                           f"(profile-round*.csv)"]
+                write_profile(prof, merge_rows(measured), comments)
+            # The replays' schedulers see the best profile so far: the merge of the rounds' profiles.
+            latency = ProfileModel(prof)
+            order = names[r % len(names):] + names[:r % len(names)]  # each system a turn first
+            for name in order:
+                c = cfg.with_system(name)
+                say(f"{tag}{name}: replaying {len(wl)} requests on real models ({c.duration_s:g} s of trace)")
+                records, summary = Runtime(c, wl, make_executor, opts, latency=latency).run()
+                real_dir = tmp / name / ("real" if r == 0 else f"real-{r + 1}")
+                real_dir.mkdir(parents=True)
+                write_yaml(real_dir / "config.yaml", c.to_dict())
+                prov = provenance(c.seed, lm, args.argv)
+                prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype,
+                                  "round": r + 1, "rounds": rounds}
+                write_json(real_dir / "provenance.json", prov)
+                write_requests_csv(real_dir / "requests.csv", records)
+                write_json(real_dir / "summary.json", summary)
+                real[name].append(records)
+        latency = ProfileModel(prof)  # the final profile: every round's measurements
         report: dict = {"config": str(args.config), "device": args.device, "sim_device": sim_device,
                         "profile": "profile.csv", "profile_measured": not args.profile,
-                        "requests": len(wl), "tasks": len(cfg.tasks), "duration_s": cfg.duration_s,
-                        "targets": TARGETS, "systems": {}}
+                        "rounds": rounds, "requests": len(wl), "tasks": len(cfg.tasks),
+                        "duration_s": cfg.duration_s, "targets": TARGETS, "systems": {}}
         runs = {}
-        opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
         for name in names:
             c = cfg.with_system(name)
             sim = simulate(c, wl, latency=latency)
             write_run(tmp / name / "sim", c, sim, args.argv, workload_info=info)
-            say(f"{name}: simulated; replaying {len(wl)} requests on real models "
-                f"({c.duration_s:g} s of trace)")
-            records, summary = Runtime(c, wl, make_executor, opts, latency=latency).run()
-            real_dir = tmp / name / "real"
-            real_dir.mkdir(parents=True)
-            write_yaml(real_dir / "config.yaml", c.to_dict())
-            prov = provenance(c.seed, lm, args.argv)
-            prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype}
-            write_json(real_dir / "provenance.json", prov)
-            write_requests_csv(real_dir / "requests.csv", records)
-            write_json(real_dir / "summary.json", summary)
-            entry = compare_runs(records, sim.records, c.tasks, c.duration_s)
+            entry = compare_runs(real[name], sim.records, c.tasks, c.duration_s)
             entry["meets_targets"] = within_targets(entry["overall"])
             report["systems"][name] = entry
-            runs[name] = (records, sim.records)
-            say(_summary_line(name, entry["overall"]))
+            runs[name] = (real[name], sim.records)
+            say(_summary_line(name, entry))
         real_rank = ranking(report["systems"], "real")
         sim_rank = ranking(report["systems"], "sim")
         report["ranking"] = {"by": "mean latency", "real": real_rank, "sim": sim_rank,
@@ -180,9 +219,10 @@ def cmd_validate(args) -> int:
                         title=f"{Path(args.config).name}: {len(cfg.tasks)} tasks, {len(wl)} requests, "
                         f"{cfg.duration_s:g} s; measured (solid) vs simulated (dashed)",
                         caption=f"device {args.device} ({sim_device}), latency model: profile "
-                        f"{'measured in this run' if not args.profile else args.profile}")
+                        f"{'measured in this run' if not args.profile else args.profile}"
+                        + (f"; {rounds} rounds of replays pooled" if rounds > 1 else ""))
     for name in names:
-        print(_summary_line(name, report["systems"][name]["overall"]))
+        print(_summary_line(name, report["systems"][name]))
     print(f"ranking by mean latency: real {', '.join(real_rank)}; sim {', '.join(sim_rank)}"
           f" ({'same' if report['ranking']['same'] else 'DIFFERENT'})")
     print(f"report: {out / 'validation.json'}")

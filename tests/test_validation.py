@@ -52,6 +52,30 @@ def test_rejected_requests_count_against_attainment_and_throughput():
     assert rep["overall"]["throughput_rel_err"] == pytest.approx(-0.25)
 
 
+def test_rounds_pool_every_replays_requests_and_report_how_far_they_lie_apart():
+    fast, slow = _records([100, 100, 100, 100]), _records([130, 130, 130, 130])
+    sim = _records([115, 115, 115, 115])
+    rep = compare_runs([fast, slow], sim, TASKS, duration_s=8.0)
+    o = rep["overall"]
+    # pooled: eight measured requests, half at 100 ms and half at 130 ms
+    assert o["real"]["arrived"] == 8 and o["real"]["completed"] == 8
+    assert o["real"]["mean_ms"] == pytest.approx(115.0) and o["mean_rel_err"] == pytest.approx(0.0)
+    assert o["real"]["p99_ms"] == pytest.approx(130.0)
+    assert o["real"]["slo_attainment"] == pytest.approx(1.0)  # SLO 150 ms
+    # throughput: the mean over the replays, not their sum
+    assert o["real"]["throughput_rps"] == pytest.approx(sim_tp := rep["overall"]["sim"]["throughput_rps"])
+    assert sim_tp == pytest.approx(0.5)
+    assert [r["p50_ms"] for r in rep["rounds"]] == pytest.approx([100.0, 130.0])
+    assert rep["round_spread"]["p50"] == pytest.approx(0.3) and rep["round_spread"]["mean"] == pytest.approx(0.3)
+    assert rep["tasks"]["a"]["real"]["arrived"] == 4
+    # one replay: no rounds to compare, and the same numbers as before pooling existed
+    single = compare_runs(fast, sim, TASKS, duration_s=8.0)
+    assert "rounds" not in single and "round_spread" not in single
+    assert single["overall"]["real"]["arrived"] == 4
+    with pytest.raises(ValueError, match="one request stream"):
+        compare_runs([fast, _records([1, 1, 1, 1], tasks=(1, 0, 1, 0))], sim, TASKS, 1.0)
+
+
 def test_runs_of_different_streams_are_refused():
     with pytest.raises(ValueError, match="one request stream"):
         compare_runs(_records([1, 1, 1, 1]), _records([1, 1, 1, 1], tasks=(1, 0, 1, 0)), TASKS, 1.0)
@@ -94,10 +118,20 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
     cfg = tmp_path / "v.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
     out = tmp_path / "val"
-    assert main(["validate", str(cfg), "--out", str(out), "--profile", str(quick_profile), "--quiet"]) == 0
+    assert main(["validate", str(cfg), "--out", str(out), "--profile", str(quick_profile), "--quiet",
+                 "--rounds", "2"]) == 0
     rep = json.loads((out / "validation.json").read_text())
     assert list(rep["systems"]) == ["colocate", "fmplex"]  # the config's `systems`
+    assert rep["rounds"] == 2
     for name, entry in rep["systems"].items():
+        # two replays of the one stream, pooled on the measured side
+        second = (out / name / "real-2" / "requests.csv").read_text().splitlines()
+        first = (out / name / "real" / "requests.csv").read_text().splitlines()
+        assert [r.split(",")[:3] for r in first] == [r.split(",")[:3] for r in second]
+        assert entry["overall"]["real"]["arrived"] == 2 * rep["requests"]
+        assert [r["arrived"] for r in entry["rounds"]] == [rep["requests"]] * 2
+        assert set(entry["round_spread"]) == {"mean", "p50", "p99"}
+        assert json.loads((out / name / "real-2" / "provenance.json").read_text())["engine"]["round"] == 2
         real = json.loads((out / name / "real" / "summary.json").read_text())
         sim = json.loads((out / name / "sim" / "summary.json").read_text())
         # one identical stream: same arrivals per task on both sides
@@ -134,3 +168,7 @@ def test_validate_bad_profile_exits_2_and_writes_nothing(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(other))
     assert main(["validate", str(cfg), "--out", str(out), "--profile", str(bad)]) == 2
     assert "systems[1]" in capsys.readouterr().err and not out.exists()
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    assert main(["validate", str(cfg), "--out", str(out), "--rounds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rounds" in err[0] and not out.exists()
