@@ -119,30 +119,34 @@ def merge_rows(profiles: Sequence[Sequence[dict]]) -> list[dict]:
     each row's ``median_ms``, ``p10_ms`` and ``p90_ms`` are the medians of its values across the
     profiles (the mean of two), ``repeats`` their sum. Order statistics are monotone, so
     ``p10 <= median <= p90`` holds in the merge as in every input. Rows are matched by all their
-    other columns, in the first profile's order; a row missing from any profile is an error."""
+    other columns, in the first profile's order; rows alike in all of them (``overhead`` rows of
+    two backbones, both ``*``) are matched by occurrence. A row missing from any profile is an
+    error."""
     if not profiles:
         raise ValueError("no profiles to merge")
-    keyed = []
-    for rows in profiles:
+
+    def keyed(rows: Sequence[dict]) -> dict:
         index: dict = {}
+        seen: dict = {}
         for row in rows:
             key = tuple(sorted((k, v) for k, v in row.items() if k not in MEASURED))
-            if key in index:
-                raise ValueError(f"duplicate profile row {dict(key)}")
-            index[key] = row
-        keyed.append(index)
-    first = keyed[0]
-    for i, index in enumerate(keyed[1:], start=2):
+            seen[key] = seen.get(key, 0) + 1
+            index[(key, seen[key])] = row
+        return index
+
+    indexes = [keyed(rows) for rows in profiles]
+    first = indexes[0]
+    for i, index in enumerate(indexes[1:], start=2):
         if set(index) != set(first):
-            diff = next(iter(set(index) ^ set(first)))
-            raise ValueError(f"profile {i} does not measure the same rows as profile 1: {dict(diff)}")
+            (key, _), *_ = set(index) ^ set(first)
+            raise ValueError(f"profile {i} does not measure the same rows as profile 1: {dict(key)}")
     out = []
     for key, row in first.items():
         merged = dict(row)
         for col in ("median_ms", "p10_ms", "p90_ms"):
-            vals = [index[key].get(col) for index in keyed]
+            vals = [index[key].get(col) for index in indexes]
             merged[col] = None if any(v is None for v in vals) else round(float(statistics.median(vals)), 6)
-        merged["repeats"] = sum(int(index[key].get("repeats") or 0) for index in keyed) or None
+        merged["repeats"] = sum(int(index[key].get("repeats") or 0) for index in indexes) or None
         out.append(merged)
     return out
 

@@ -197,6 +197,11 @@ def test_profiles_of_several_rounds_merge_row_by_row_into_their_medians():
     assert wake["p10_ms"] <= wake["median_ms"] <= wake["p90_ms"]
     assert merge_rows(rounds[:2])[0]["median_ms"] == 12.0  # two rounds: their mean
     assert merge_rows(rounds[:1]) == rounds[0]
+    # two backbones' profiles in one file repeat their '*' overhead rows: matched in order
+    over = [[row("overhead", m, m, m, 3, batch=1) for m in ms] for ms in ((1.0, 5.0), (3.0, 7.0))]
+    for r in (*over[0], *over[1]):
+        r["backbone"] = "*"
+    assert [r["median_ms"] for r in merge_rows(over)] == [2.0, 6.0]
     # rows are matched by every identifying column: a different gap is a different row
     other = [dict(r, gap_ms=20.0) if r["kind"] == "wake" else r for r in rounds[1]]
     with pytest.raises(ValueError, match="same rows"):
