@@ -115,3 +115,22 @@ def test_notebook_redraws_from_a_results_folder(results, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs)
     assert "MISSING" not in text and "no sweep" not in text and "no compare" not in text
     assert "fmplex: mean" in text  # the comparison table of the compare folder
+
+
+def test_fig8_pools_the_measured_replays_of_every_round(tmp_path):
+    fig8 = _module(FIGS / "fig8_validation" / "plot.py")
+    header = "request_id,task,arrival_s,start_s,finish_s,latency_ms,batch_id,instance,status,reason\n"
+
+    def requests_csv(path: Path, latencies_ms) -> None:
+        path.mkdir(parents=True)
+        rows = [f"{i},a,{i}.000000,{i}.000000,{i + ms / 1000:.6f},{ms:.3f},{i},g0/a,completed,\n"
+                for i, ms in enumerate(latencies_ms)]
+        (path / "requests.csv").write_text(header + "".join(rows))
+
+    requests_csv(tmp_path / "fmplex" / "real", [10.0, 20.0])
+    requests_csv(tmp_path / "fmplex" / "real-2", [30.0, 40.0])
+    requests_csv(tmp_path / "fmplex" / "sim", [25.0, 25.0])
+    (tmp_path / "validation.json").write_text(json.dumps({"systems": {"fmplex": {"overall": {}}}}))
+    _, lat = fig8.collect(tmp_path)
+    real, sim = lat["fmplex"]
+    assert sorted(real.round(3)) == [10.0, 20.0, 30.0, 40.0] and len(sim) == 2

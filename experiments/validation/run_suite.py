@@ -2,9 +2,11 @@
 
     python experiments/validation/run_suite.py --out results/validation [--device cpu]
 
-Each scenario is one `fmplex-exec validate` command, printed before it runs, and measures its
-own profile minutes before its replay, as `fmplex-exec validate` does by default (this host's
-speed drifts by up to a third between profiles taken an hour apart).
+Each scenario is one `fmplex-exec validate` command, printed before it runs, with its defaults:
+two rounds, each measuring a profile and then replaying every system (this host's speed drifts
+by up to a third between profiles taken an hour apart; the rounds let the profile and the
+replays sample the same minutes). The table's last column is how far one system's two replays
+lie apart: the host's own noise.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def main() -> int:
 def table(out: Path, names) -> str:
     """Markdown table: per scenario and system, measured and simulated p50/p99, errors, SLO."""
     lines = ["| scenario | system | p50 real / sim ms | p50 err | p99 real / sim ms | p99 err | "
-             "SLO real / sim | ranking same |", "|---|---|---|---|---|---|---|---|"]
+             "SLO real / sim | ranking same | replays apart p50 / p99 |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         f = out / name / "validation.json"
         if not f.exists():
@@ -50,10 +53,13 @@ def table(out: Path, names) -> str:
         for sysname, e in rep["systems"].items():
             o = e["overall"]
             r, s = o["real"], o["sim"]
+            spread = e.get("round_spread")
+            apart = (f"{spread['p50'] * 100:.1f}% / {spread['p99'] * 100:.1f}%"
+                     if spread and spread["p50"] is not None and spread["p99"] is not None else "-")
             lines.append(
                 f"| {name} | {sysname} | {r['p50_ms']:.1f} / {s['p50_ms']:.1f} | {o['p50_rel_err'] * 100:+.1f}% | "
                 f"{r['p99_ms']:.1f} / {s['p99_ms']:.1f} | {o['p99_rel_err'] * 100:+.1f}% | "
-                f"{r['slo_attainment']:.3f} / {s['slo_attainment']:.3f} | {'yes' if rep['ranking']['same'] else 'no'} |")
+                f"{r['slo_attainment']:.3f} / {s['slo_attainment']:.3f} | {'yes' if rep['ranking']['same'] else 'no'} | {apart} |")
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@
 
 Reads a validation results folder (``fmplex-exec validate``; ``--validation DIR``, default
 ``results/validation/minilm_medium``): ``validation.json`` and, per system,
-``<system>/real/requests.csv`` (measured by the harness) and ``<system>/sim/requests.csv``
+``<system>/real/requests.csv`` and, from later rounds, ``<system>/real-<k>/requests.csv``
+(measured by the harness, pooled as validate pools them) and ``<system>/sim/requests.csv``
 (simulated with the profile). Panels: latency CDFs, measured (solid) against simulated
 (dashed), per system; the relative error of mean, p50 and p99 per system with the validation
 targets. When no such folder exists the figure is skipped and the reason recorded in
@@ -29,9 +30,11 @@ def collect(folder: Path) -> tuple[dict, dict]:
     report = common.read_json(folder / "validation.json")
     lat = {}
     for name in report["systems"]:
-        real, sim = folder / name / "real" / "requests.csv", folder / name / "sim" / "requests.csv"
-        if real.is_file() and sim.is_file():
-            lat[name] = (common.Requests(real).latency_ms, common.Requests(sim).latency_ms)
+        real = [folder / name / "real" / "requests.csv", *sorted((folder / name).glob("real-*/requests.csv"))]
+        sim = folder / name / "sim" / "requests.csv"
+        if real[0].is_file() and sim.is_file():
+            pooled = np.concatenate([np.asarray(common.Requests(f).latency_ms, dtype=float) for f in real])
+            lat[name] = (pooled, common.Requests(sim).latency_ms)
     return report, lat
 
 
