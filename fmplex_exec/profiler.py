@@ -25,7 +25,9 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
   another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
   time of a batch after the serving thread slept about ``gap_ms`` over the same batch right
-  after it, in pairs.
+  after it, in pairs; again with ``threads`` for a spatial slice, through a slice's own
+  worker process (:func:`_slice_wake_rows`): the round trip after the gap over the one right
+  after it.
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``load_backbone``: loading the backbone's weights from a state-dict file (page cache warm)
@@ -205,15 +207,19 @@ class _Gate:
         self.budget_s = budget_s  # total time the gate may spend waiting and redoing
         self.spent_s = 0.0
 
-    @staticmethod
-    def _mark() -> tuple[float, float, float]:
-        return time.perf_counter(), _busy_s() or 0.0, _own_cpu_s()
+        self.pids: list[int] = []  # processes measured on our behalf (a slice's): their CPU is ours
+        self.children_s = 0.0  # CPU seconds those processes used in all
 
-    @staticmethod
-    def _other(mark: tuple[float, float, float]) -> float:
+    def _own(self) -> float:
+        return _own_cpu_s() + sum(_proc_cpu_s(pid) for pid in self.pids)
+
+    def _mark(self) -> tuple[float, float, float]:
+        return time.perf_counter(), _busy_s() or 0.0, self._own()
+
+    def _other(self, mark: tuple[float, float, float]) -> float:
         t, busy, own = mark
         dt = max(time.perf_counter() - t, 1e-9)
-        return max(0.0, ((_busy_s() or 0.0) - busy) - (_own_cpu_s() - own)) / dt
+        return max(0.0, ((_busy_s() or 0.0) - busy) - (self._own() - own)) / dt
 
     def _wait(self) -> None:
         end = time.perf_counter() + self.wait_s
@@ -335,6 +341,16 @@ def _own_cpu_s() -> float:
     return t.user + t.system
 
 
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _versions() -> str:
     parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
     for name in ("transformers", "peft"):
@@ -440,6 +456,8 @@ def profile_backbone(
                 for n in counts:
                     rows += _thread_rows(bb, common, n, batches, seq_lens, adapters, ranks, lora_points,
                                          gen, clock, gate, repeats, warmup, max_point_s, say)
+                    rows += _slice_wake_rows(name, common, n, wake_gaps_ms, wake_shape, gate, repeats,
+                                             dtype, seed, say)
         rows += _load_rows(bb, common, extension_sizes, clock, gate, min(repeats, 5), say)
         return bb, build_s, rows
 
@@ -452,7 +470,8 @@ def profile_backbone(
     wall_s = time.perf_counter() - wall0
     busy1 = _busy_s()
     if busy0 is not None and busy1 is not None:
-        other = max(0.0, (busy1 - busy0) - (_own_cpu_s() - own0)) / max(wall_s, 1e-9)
+        own = _own_cpu_s() - own0 + gate.children_s
+        other = max(0.0, (busy1 - busy0) - own) / max(wall_s, 1e-9)
         interference = (f"other processes kept {other:.2f} of {os.cpu_count()} cores busy on "
                         f"average while profiling (0 = quiet host)")
     else:
@@ -609,27 +628,71 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
     for lora, fm in fms.items():
         reqs = [ExecRequest("plain", s)] * b
 
-        def timed() -> float:
-            t0 = time.perf_counter()
-            fm.run_batch(reqs)
-            return (time.perf_counter() - t0) * 1000.0
-
-        def pairs(gap_ms: float) -> list[float]:
-            for _ in range(2):
-                fm.run_batch(reqs)
-            out = []
-            for _ in range(n):
-                time.sleep(rng.expovariate(1000.0 / gap_ms))
-                cold = timed()
-                out.append(max(0.0, cold - timed()))
-            return out
-
         for gap in gaps_ms:
-            extra = gate.run(lambda: pairs(gap))
+            extra = gate.run(lambda: _wake_pairs(lambda: fm.run_batch(reqs), gap, n, rng))
             rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap,
                              n_adapters=lora or None, **summarize(extra)))
             say(f"wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}): "
                 f"+{rows[-1]['median_ms']:.3f} ms")
+    return rows
+
+
+def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng) -> list[float]:
+    """``n`` pairs: ``run()`` after an idle gap (exponential, mean ``gap_ms``) minus ``run()``
+    right after it, in ms, clamped at 0; two untimed runs first."""
+    def timed() -> float:
+        t0 = time.perf_counter()
+        run()
+        return (time.perf_counter() - t0) * 1000.0
+
+    for _ in range(2):
+        run()
+    out = []
+    for _ in range(n):
+        time.sleep(rng.expovariate(1000.0 / gap_ms))
+        cold = timed()
+        out.append(max(0.0, cold - timed()))
+    return out
+
+
+def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype, seed, say) -> list[dict]:
+    """``wake`` rows with ``threads``: what a spatial slice pays for having been idle. A
+    slice is its own process pinned to its cores (:class:`~fmplex_exec.executors.ProcessExecutor`,
+    exactly as the runtime starts one), reached through a pipe; after an idle gap its process
+    must be woken and scheduled and its caches are cold. Timed as the runtime sees it, the
+    round trip of a batch sent after a gap (exponential, mean ``gap_ms``) minus the same batch
+    sent right after it: pairs, as in :func:`_wake_rows`. Plain and LoRA (``n_adapters`` 1)."""
+    import random
+    from types import SimpleNamespace
+
+    from fmplex_exec.executors import ProcessExecutor
+    from fmplex_sim.records import Batch, Request
+    from fmplex_sim.specs import ExtensionSpec
+
+    cores = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else []
+    b, s = shape
+    rng = random.Random(0)
+    n = max(repeats, 20)
+    rows = []
+    for lora in (0, 1):
+        exts = (ExtensionSpec("lora", rank=8),) if lora else ()
+        task = TaskSpec(name="plain", backbone=name, extensions=(*exts, ExtensionSpec("head", outputs=2)))
+        ex = ProcessExecutor(SimpleNamespace(backbone=name), [task], "cpu", dtype, seed, cores)
+        try:
+            if ex.failed:
+                raise RuntimeError(f"slice process for {name} failed to load: {ex.failed}")
+            gate.pids = [ex.proc.pid]
+            batch = Batch(tuple(Request(i, "plain", 0.0, s, 0) for i in range(b)))
+            for gap in gaps_ms:
+                extra = gate.run(lambda: _wake_pairs(lambda: ex(batch), gap, n, rng))
+                rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, threads=threads,
+                                 n_adapters=lora or None, **summarize(extra)))
+                say(f"slice wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}, "
+                    f"{threads} thread(s), own process): +{rows[-1]['median_ms']:.3f} ms")
+        finally:
+            gate.children_s += _proc_cpu_s(ex.proc.pid)
+            gate.pids = []
+            ex.close()
     return rows
 
 
@@ -666,7 +729,7 @@ def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> lis
 
     rows = []
     for k, xs in _swept(streams, lambda k, _: gate.run(lambda: point(k))).items():
-        rows.append(dict(common, kind="contention", batch=k, **summarize(xs)))
+        rows.append(dict(common, kind="contention", batch=k, rows=b, seq_len=s, **summarize(xs)))
         say(f"contention k={k} (batch {b} x {s}): {rows[-1]['median_ms']:.3f} ms per forward")
     return rows
 

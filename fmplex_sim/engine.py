@@ -117,7 +117,8 @@ class _Device:
 
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
-                 "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since", "wakes")
+                 "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since", "wakes",
+                 "slice_threads")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
         self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
@@ -132,6 +133,7 @@ class _Instance:
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
         self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
         self.wakes = False  # CPU devices: its serving thread has a thread pool to wake when idle
+        self.slice_threads = 0  # CPU devices: a spatial slice's threads (its process wakes too)
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
 
@@ -244,6 +246,8 @@ class Engine:
             # A spatial slice serves on its own single-purpose process's main thread, measured
             # with its thread count; a time-shared instance on a thread of a shared process.
             inst.wakes = cores is not None and placement.time_shared
+            if cores is not None and not placement.time_shared:
+                inst.slice_threads = max(1, round(share * max(1, self.device.cores)))
             self.instances.append(inst)
             self.by_id[plan.id] = inst
             if now > 0:
@@ -401,12 +405,19 @@ class Engine:
                 if sigma > 0:
                     service_s *= math.exp(sigma * self.jitter.standard_normal())
                 work = service_s
-                if inst.wakes:
+                own = None  # this batch's slowdown beside others (default: the cores')
+                if inst.slice_threads:  # a slice's own process, woken through its pipe
+                    work += self.latency.wake_s(self.device, now - inst.idle_since, inst.cost.has_lora,
+                                                inst.slice_threads)
+                elif inst.wakes:  # a thread of a shared process
                     work += self.latency.wake_s(self.device, now - inst.idle_since, inst.cost.has_lora)
+                    seq = max(r.input_len for r in decision.requests)
                     if inst.cores.members > 1:
-                        seq = max(r.input_len for r in decision.requests)
                         work += self.latency.pool_throttle_s(inst.cost.bb, self.device, decision.size, seq)
-                inst.cores.add(work, partial(self._cpu_done, inst, decision, now, service_s))
+                    # beside other threads' batches, as much slower as its shape loses with fewer cores
+                    own = partial(self.latency.contention_for, inst.cost.bb, self.device,
+                                  rows=decision.size, seq_len=seq)
+                inst.cores.add(work, partial(self._cpu_done, inst, decision, now, service_s), own)
             elif dev.users == 1:
                 # Nobody else uses this device: its timeline is known now.
                 t = now + host

@@ -7,8 +7,9 @@ does on it:
 * ``fmplex`` runs one serving thread per physical FM: one batch at a time on all cores.
 * ``colocate`` runs one thread per replica in one process; batches of different replicas run
   at once and share the cores. Each of ``k`` concurrent batches progresses at ``1/slowdown(k)``
-  of its solo speed, ``slowdown`` coming from the latency model (measured ``contention`` rows
-  of a profile, else ``k``). A process holding several replicas also makes each of their
+  of its solo speed, ``slowdown`` coming from the latency model for the batch's shape
+  (``contention_for``: measured ``contention`` rows scaled by what the shape gains from more
+  cores, else ``k``). A process holding several replicas also makes each of their
   batches longer even when it runs alone (every replica's thread pool stays throttled, see
   ``fmplex_exec.threads``): the engine adds the latency model's ``pool_throttle_s`` (by the
   batch's tokens) when ``members > 1``; a process holding one instance does not.
@@ -41,9 +42,11 @@ def slice_cores(first: int, width: int, slices: int, cores: int) -> tuple[int, .
 
 
 class SharedCores:
-    """Cores shared evenly by the jobs on them: with ``k`` jobs, each one's remaining solo
-    work drains at ``1/slowdown(k)`` per second. One pending simpy timeout at a time (for
-    the next job to finish); a change in the job set replaces it.
+    """Cores shared by the jobs on them: with ``k`` jobs, each one's remaining solo work
+    drains at ``1/slowdown(k)`` per second, or at ``1/own(k)`` for a job started with its own
+    slowdown (its shape's, :meth:`~fmplex_sim.latency.base.LatencyModel.contention_for`). One
+    pending simpy timeout at a time (for the next job to finish); a change in the job set
+    replaces it.
 
     ``members``: how many instances run on these cores (the engine keeps it up to date)."""
 
@@ -52,39 +55,51 @@ class SharedCores:
     def __init__(self, env, slowdown: Callable[[int], float]) -> None:
         self.env = env
         self.slowdown = slowdown
-        self.jobs: dict[int, list] = {}  # job id -> [remaining solo seconds, callback]
+        # job id -> [remaining solo seconds, callback, own slowdown or None, k, factor at k]
+        self.jobs: dict[int, list] = {}
         self.last = 0.0  # when remaining work was last brought up to date
         self.gen = 0  # id of the newest job and of the only timeout that counts
         self.members = 0  # instances on these cores
         self._slow: dict[int, float] = {}
 
-    def _factor(self, k: int) -> float:
-        f = self._slow.get(k)
-        if f is None:
-            f = self._slow[k] = max(1.0, float(self.slowdown(k))) if k > 1 else 1.0
+    def _factor(self, job: list, k: int) -> float:
+        if k <= 1:
+            return 1.0
+        if job[3] == k:
+            return job[4]
+        own = job[2]
+        if own is None:
+            f = self._slow.get(k)
+            if f is None:
+                f = self._slow[k] = max(1.0, float(self.slowdown(k)))
+        else:
+            f = max(1.0, float(own(k)))
+        job[3], job[4] = k, f
         return f
 
     def _advance(self, now: float) -> None:
         k = len(self.jobs)
         if k and now > self.last:
-            done = (now - self.last) / self._factor(k)
+            dt = now - self.last
             for job in self.jobs.values():
-                job[0] -= done
+                job[0] -= dt / self._factor(job, k)
         self.last = now
 
     def _arm(self, now: float) -> None:
         self.gen += 1
         if self.jobs:
-            left = min(job[0] for job in self.jobs.values())
+            k = len(self.jobs)
+            left = min(max(0.0, job[0]) * self._factor(job, k) for job in self.jobs.values())
             gen = self.gen
-            Timeout(self.env, max(0.0, left) * self._factor(len(self.jobs))).callbacks.append(
-                lambda _ev: self._fire(gen))
+            Timeout(self.env, left).callbacks.append(lambda _ev: self._fire(gen))
 
-    def add(self, work_s: float, callback: Callable[[], None]) -> None:
-        """Start a job of ``work_s`` solo seconds now; ``callback()`` when it finishes."""
+    def add(self, work_s: float, callback: Callable[[], None],
+            slowdown: Callable[[int], float] | None = None) -> None:
+        """Start a job of ``work_s`` solo seconds now; ``callback()`` when it finishes.
+        ``slowdown``: this job's own ``k -> factor`` (default: the cores' ``slowdown``)."""
         now = self.env.now
         self._advance(now)
-        self.jobs[self.gen] = [work_s, callback]
+        self.jobs[self.gen] = [work_s, callback, slowdown, 0, 1.0]
         self._arm(now)
 
     def _fire(self, gen: int) -> None:
@@ -92,8 +107,10 @@ class SharedCores:
             return  # the job set changed since this timeout was set
         now = self.env.now
         self._advance(now)
-        least = min(job[0] for job in self.jobs.values())
-        done = [j for j, job in self.jobs.items() if job[0] <= least + _EPS]
+        k = len(self.jobs)
+        left = {j: job[0] * self._factor(job, k) for j, job in self.jobs.items()}  # seconds to go
+        least = min(left.values())
+        done = [j for j, t in left.items() if t <= least + _EPS]
         callbacks = [self.jobs.pop(j)[1] for j in done]
         self._arm(now)
         for cb in callbacks:

@@ -84,6 +84,14 @@ def test_profile_model_reads_measured_medians(profile_csv):
             assert r.median_ms > 0
     assert {r.threads for r in rows if r.kind == "forward"} == {0, 1}
     assert pm.contention(cpu, 2) >= 1.0 and pm.wake_s(cpu, 0.05) >= 0.0
+    # a slice's wake rows: through its own process, plain and LoRA, at the quick grid's gap
+    slice_wake = [r for r in rows if r.kind == "wake" and r.threads == 1]
+    assert sorted((r.n_adapters, r.gap_ms) for r in slice_wake) == [(0, g) for g in QUICK["wake_gaps_ms"]] + [
+        (1, g) for g in QUICK["wake_gaps_ms"]]
+    assert pm.wake_s(cpu, 1.0, threads=1) == pytest.approx(
+        max(r.median_ms for r in slice_wake if not r.n_adapters) / 1000.0)
+    # the contention rows record the shape they were measured at
+    assert {(r.rows, r.seq_len) for r in rows if r.kind == "contention"} == {QUICK["contention_shape"]}
     throttle = {(r.batch, r.seq_len): r.median_ms for r in rows if r.kind == "throttle"}
     assert set(throttle) == set(QUICK["throttle_shapes"])
     for (b, s), ms in throttle.items():

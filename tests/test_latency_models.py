@@ -3,6 +3,7 @@ format round trip, interpolation, extrapolation, fallbacks and error reporting."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from fmplex_sim.catalog import get_backbone, get_device
@@ -326,6 +327,80 @@ def test_cpu_contention_overhead_and_wake_come_from_their_rows(cpu_profile):
     assert cpu_profile.wake_s(cpu, 0.055) == pytest.approx(0.003)
     assert cpu_profile.wake_s(cpu, 10.0) == pytest.approx(0.004)  # capped at the largest
     assert cpu_profile.wake_s(cpu, 0.1, lora=True) == pytest.approx(0.008)
+
+
+SLICE_WAKE = ("wake,minilm-l6,CPU,fp32,1,64,,,,,,3,,,3,1,100\n"
+              "wake,minilm-l6,CPU,fp32,1,64,1,,,,,5,,,3,1,100\n")
+
+
+def test_a_slice_wakes_by_the_rows_measured_through_its_own_process(cpu_profile, tmp_path):
+    from fmplex_sim.catalog import get_device
+
+    cpu = get_device("CPU")
+    # without rows for its thread count a slice pays nothing (profiles from before such rows)
+    assert cpu_profile.wake_s(cpu, 1.0, threads=1) == 0.0
+    p = tmp_path / "cpu.csv"
+    p.write_text(CPU_PROFILE + SLICE_WAKE)
+    pm = ProfileModel(p)
+    assert pm.wake_s(cpu, 1.0, threads=1) == pytest.approx(0.003)
+    assert pm.wake_s(cpu, 0.05, threads=1) == pytest.approx(0.0015)  # proportional below 100 ms
+    assert pm.wake_s(cpu, 1.0, lora=True, threads=1) == pytest.approx(0.005)
+    assert pm.wake_s(cpu, 1.0, threads=2) == 0.0  # no rows measured with two threads
+    # a thread of a shared process still reads the rows without threads
+    assert pm.wake_s(cpu, 10.0) == pytest.approx(0.004) and pm.wake_s(cpu, 0.1, lora=True) == pytest.approx(0.008)
+
+
+def test_the_engine_charges_a_slice_its_wake_and_a_shared_process_its_own(tmp_path):
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.run import prepare, simulate
+    from fmplex_sim.workload import from_arrays
+
+    with_rows = tmp_path / "with.csv"
+    with_rows.write_text(CPU_PROFILE + SLICE_WAKE)
+    without = tmp_path / "without.csv"
+    without.write_text(CPU_PROFILE)
+    raw = {"seed": 1, "duration_s": 2, "drain_s": 5, "cluster": {"device": "CPU", "gpus": 1},
+           "tasks": [{"name": n, "backbone": "minilm-l6", "slo_ms": 500, "input_len": 64,
+                      "extensions": [{"kind": "head", "outputs": 2}],
+                      "arrival": {"process": "poisson", "rate_rps": 2}} for n in ("a", "b")]}
+    # one request every 0.4 s, tasks alternating: each replica idles 0.8 s before each batch
+    n = 5
+    wl = from_arrays(("a", "b"), 0.2 + 0.4 * np.arange(n), np.arange(n, dtype=np.int32) % 2,
+                     np.full(n, 64, dtype=np.int32), np.zeros(n, dtype=np.int32))
+    lat = {}
+    for system in ("spatial", "colocate"):
+        for name, path in (("with", with_rows), ("without", without)):
+            cfg, _, _ = prepare(parse_config(dict(raw, system={"name": system}), "t.yaml"))
+            rec = simulate(cfg, wl, latency=ProfileModel(path)).records
+            lat[system, name] = (rec.finish_s - rec.start_s)
+    # every batch starts on an idle slice, which pays its 3 ms (capped at the largest gap)
+    extra = lat["spatial", "with"] - lat["spatial", "without"]
+    assert extra == pytest.approx(np.full(n, 0.003), abs=1e-9)
+    # co-located replicas are threads of one process: their wake rows are those without threads
+    assert lat["colocate", "with"] == pytest.approx(lat["colocate", "without"], abs=1e-12)
+
+
+def test_a_batchs_contention_scales_with_what_its_shape_gains_from_more_cores(cpu_profile, tmp_path):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")  # 2 cores: two batches get one each
+    # rows that do not record their shape (format 1.1): the measured slowdown for every shape
+    assert cpu_profile.contention_for(bb, cpu, 2, 1, 16) == pytest.approx(1.5)
+    lines = CPU_PROFILE.splitlines()
+    lines[1] += ",rows"
+    for i in range(2, len(lines)):
+        cells = lines[i].split(",")
+        if cells[0] == "contention":  # measured at 4 x 64: one thread 75 ms, two 40 ms
+            cells[5] = "64"
+        lines[i] = ",".join(cells) + ("," + "4" if cells[0] == "contention" else ",")
+    p = tmp_path / "shaped.csv"
+    p.write_text("\n".join(lines) + "\n")
+    pm = ProfileModel(p)
+    assert pm.contention(cpu, 2) == pytest.approx(1.5)
+    assert pm.contention_for(bb, cpu, 2, 4, 64) == pytest.approx(1.5)  # the measured shape
+    # 1 x 16 speeds up 15/10 = 1.5x with two threads, 4 x 64 75/40 = 1.875x: 1.5 * 1.5 / 1.875
+    assert pm.contention_for(bb, cpu, 2, 1, 16) == pytest.approx(1.2)
+    assert pm.contention_for(bb, cpu, 1, 1, 16) == 1.0
 
 
 def test_cpu_pool_throttle_is_piecewise_linear_in_the_batch_tokens(tmp_path):

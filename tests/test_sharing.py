@@ -44,6 +44,18 @@ def test_measured_contention_replaces_ideal_sharing():
     assert _run([(0.0, 1.0), (0.0, 1.0)], slow) == [pytest.approx(1.5), pytest.approx(1.5)]
 
 
+def test_a_job_with_its_own_slowdown_drains_at_its_own_rate():
+    # job 0 loses half its speed beside another (its own slowdown 2), job 1 the cores' 1.5:
+    # job 1 finishes at 1.5 s; job 0 has done 0.75 s by then and runs its last 0.25 s alone.
+    env = simpy.Environment()
+    cores = SharedCores(env, lambda k: 1.5 if k == 2 else float(k))
+    done = {}
+    cores.add(1.0, lambda: done.__setitem__(0, env.now), lambda k: 2.0 if k == 2 else float(k))
+    cores.add(1.0, lambda: done.__setitem__(1, env.now))
+    env.run()
+    assert done == {0: pytest.approx(1.75), 1: pytest.approx(1.5)}
+
+
 def test_callbacks_can_start_new_work_on_the_same_cores():
     env = simpy.Environment()
     cores = SharedCores(env, float)

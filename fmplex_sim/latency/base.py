@@ -83,9 +83,10 @@ class LatencyModel(ABC):
         a lognormal factor with median 1. Default: 0 (deterministic)."""
         return 0.0
 
-    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False) -> float:
+    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False, threads: int = 0) -> float:
         """Extra time of a batch on a CPU whose serving thread was idle for ``idle_s``
-        (worker threads gone to sleep, cold caches). Default: 0."""
+        (worker threads gone to sleep, cold caches); ``threads > 0``: on a spatial slice of
+        that many threads, in its own process. Default: 0."""
         return 0.0
 
     def contention(self, dev: DeviceSpec, k: int) -> float:
@@ -93,6 +94,11 @@ class LatencyModel(ABC):
         CPU device (threads of one process sharing its cores). Default: ``k`` (the cores
         shared evenly, nothing lost)."""
         return float(max(k, 1))
+
+    def contention_for(self, bb: BackboneSpec, dev: DeviceSpec, k: int, rows: int, seq_len: int) -> float:
+        """:meth:`contention` for one batch of ``rows`` x ``seq_len`` of ``bb`` among the ``k``.
+        Default: the same for every shape."""
+        return self.contention(dev, k)
 
     def pool_throttle_s(self, bb: BackboneSpec, dev: DeviceSpec, rows: int, seq_len: int) -> float:
         """Extra time of a batch of ``rows`` x ``seq_len`` of an instance on a CPU device whose

@@ -39,7 +39,8 @@ kind                required columns                     what median_ms is
                                                          for a batch of ``batch`` requests
 ``contention``      batch>=1                             one forward while ``batch`` forwards
                                                          run at once in one serving process
-                                                         (threads), same shape each
+                                                         (threads), same shape each: ``rows``
+                                                         x ``seq_len`` (version 1.2)
 ``throttle``        batch, seq_len                       extra time of a batch whose serving
                                                          thread shares its process with
                                                          another replica's idle thread pool
@@ -47,7 +48,9 @@ kind                required columns                     what median_ms is
                                                          after idle gaps of mean ``gap_ms``
                                                          over one run back to back
                                                          (``n_adapters`` 1: on an instance
-                                                         holding LoRA adapters)
+                                                         holding LoRA adapters; ``threads``
+                                                         n: sent to a slice's process of n
+                                                         threads, round trip included)
 ``load_backbone``   bytes                                loading a backbone of ``bytes``
 ``load_extension``  bytes                                loading an extension of ``bytes``
 ==================  ===================================  =====================================
@@ -55,7 +58,9 @@ kind                required columns                     what median_ms is
 Optional column ``threads`` (version 1.1; files without it read as before): the CPU threads
 the row was measured with, empty or 0 for all of the device's cores. ``forward`` and ``lora``
 rows with a thread count form their own tables; they describe a CPU slice that owns that many
-cores (a process serving on its main thread).
+cores (a process serving on its main thread). ``wake`` rows with a thread count are a slice's.
+Optional column ``rows`` (version 1.2): on ``contention`` rows, the batch of each concurrent
+forward (with ``seq_len``, the shape they were measured at).
 
 ``forward`` and ``decode`` rows of one (backbone, device, threads) must form a full grid: every
 (batch, seq_len) pair of the measured batch values x measured seq_len values, each once.
@@ -80,6 +85,9 @@ How :class:`ProfileModel` answers:
   input, splitting outputs), else their mean.
 * contention: ``median(k) / median(1)`` of the ``contention`` rows, piecewise linear in k
   (extrapolated with the last slope, never below 1 at k=1); without rows, ``k``.
+  contention_for (one batch's shape among ``k``): that, times the shape's speedup from
+  ``n = cores // k`` threads to all cores (``forward`` grids) over the measured shape's
+  (rows of version 1.2 record it); without the grids or the shape, contention as is.
 * pool_throttle_s: the backbone's ``throttle`` rows, piecewise linear in the batch's tokens
   (batch x seq_len; edge value below, last slope above); without rows, 0. The engine adds it
   on CPU devices to each batch of an instance whose process holds several instances.
@@ -88,7 +96,9 @@ How :class:`ProfileModel` answers:
   the grid of ``ln(p90/median) / 1.2816``), from the run's seeded generator.
 * wake_s: the ``wake`` rows (extra ms of a batch after ``gap_ms`` of idleness) piecewise
   linear in the gap, capped at the largest; proportional below the smallest gap; without
-  rows, 0. The engine adds it on CPU devices when a batch starts on idle cores.
+  rows, 0. The engine adds it on CPU devices to every batch, by how long its serving thread
+  was idle: rows without ``threads`` for a thread of a shared process, rows with ``threads =
+  n`` for a spatial slice of ``n`` cores (its own process; no such rows: 0).
 * On a CPU device, a slice (share < 1) owning ``n = max(1, round(share*cores))`` cores reads
   the ``forward`` grid and ``lora`` rows measured with ``threads = n`` when there are some
   (head and encoder times scaled by the forward grids' ratio; without threaded lora rows, the
@@ -125,8 +135,9 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-OPTIONAL_COLUMNS = ("threads", "gap_ms")  # written by fmplex-exec profile since format 1.1
-_INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads")
+OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows")  # threads, gap_ms since format 1.1; rows 1.2
+_INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads",
+         "rows")
 _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "forward": ("batch", "seq_len"),
     "decode": ("batch", "seq_len"),
@@ -167,6 +178,7 @@ class ProfileRow:
     line: int
     threads: int = 0  # CPU threads it was measured with; 0: all of the device's cores
     gap_ms: float = 0.0  # wake rows: how long the serving thread had been idle
+    rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
 
 
 def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
@@ -437,6 +449,7 @@ class ProfileModel(LatencyModel):
         self._thread_grids = {k[1:]: _grid(rs, path) for k, rs in threaded.items() if k[0] == "forward"}
         self._thread_lora = {k[1:]: self._lora_table(rs) for k, rs in threaded.items() if k[0] == "lora"}
         self._contention: dict[str, tuple] = {}
+        self._contention_shape: dict[str, tuple[str, int, int]] = {}  # dev -> (backbone, rows, seq)
         self._throttle: dict[tuple[str, str], tuple] = {}
         self._wake: dict[str, tuple] = {}
         self._sigma: dict[tuple[str, str], float] = {}
@@ -459,13 +472,20 @@ class ProfileModel(LatencyModel):
                 over[dev].extend((max(r.batch, 1), r.median_ms) for r in rs)
             elif kind == "contention":
                 self._contention[dev] = _curve((r.batch, r.median_ms) for r in rs)
+                shapes = {(r.rows, r.seq_len) for r in rs}
+                if len(shapes) == 1 and min(next(iter(shapes))) > 0:
+                    self._contention_shape[dev] = (bb, *next(iter(shapes)))
+                else:
+                    self._contention_shape.pop(dev, None)
             elif kind == "throttle":
                 self._throttle[(bb, dev)] = _curve((r.batch * r.seq_len, r.median_ms) for r in rs)
             elif kind == "wake":
                 for lora in (0, 1):
-                    pts = [(r.gap_ms, r.median_ms) for r in rs if bool(r.n_adapters) == bool(lora)]
-                    if pts:
-                        self._wake[(dev, lora)] = _curve(pts)
+                    for n in sorted({r.threads for r in rs}):
+                        pts = [(r.gap_ms, r.median_ms) for r in rs
+                               if bool(r.n_adapters) == bool(lora) and r.threads == n]
+                        if pts:
+                            self._wake[(dev, lora, n)] = _curve(pts)
             else:
                 loads[(kind, dev)].extend(rs)
         self._overhead = {d: _fit_affine(*zip(*v)) if len({b for b, _ in v}) > 1
@@ -509,7 +529,7 @@ class ProfileModel(LatencyModel):
         if kind == "contention":
             return dev in self._contention
         if kind == "wake":
-            return (dev, 0) in self._wake or (dev, 1) in self._wake
+            return any(key[0] == dev for key in self._wake)
         if kind in ("load_backbone", "load_extension"):
             return (kind, dev) in self._loads
         table = {"lora": self._lora, "head": self._heads, "encoder": self._encoder,
@@ -645,6 +665,34 @@ class ProfileModel(LatencyModel):
         base = _interp1(xs, ys, 1)
         return max(1.0, _interp1(xs, ys, k) / base) if base > 0 else float(k)
 
+    def contention_for(self, bb: BackboneSpec, dev: DeviceSpec, k: int, rows: int, seq_len: int) -> float:
+        """Slowdown of one batch of ``rows`` x ``seq_len`` among ``k`` running at once.
+
+        The ``contention`` rows are measured at one shape. Each of ``k`` batches sharing
+        ``dev.cores`` cores runs on about ``n = max(1, cores // k)`` of them, and loses to that
+        what its shape gains from the other cores: a small batch that barely speeds up with
+        more threads barely slows down with fewer. So the measured slowdown is scaled by the
+        shape's speedup ``t_n / t_all`` (the ``forward`` grid measured with ``n`` threads over
+        the all-core one) over the same speedup at the measured shape. Without a thread grid
+        for ``n``, or rows that record their shape (``rows``, ``seq_len``; profile format
+        1.2), the measured slowdown as it is (:meth:`contention`)."""
+        base = self.contention(dev, k)
+        measured = self._contention_shape.get(dev.name)
+        n = max(1, dev.cores // max(k, 1))
+        if k <= 1 or base <= 1.0 or measured is None or n >= dev.cores:
+            return base
+        ref_bb, ref_rows, ref_seq = measured
+        speedups = []
+        for name, b, sl in ((bb.name, rows, seq_len), (ref_bb, ref_rows, ref_seq)):
+            few = self._thread_grids.get((name, dev.name, n))
+            full = self._grids.get(("forward", name, dev.name))
+            if few is None or full is None:
+                return base
+            t_all = full.value(max(b, 1), max(sl, 1))
+            speedups.append(few.value(max(b, 1), max(sl, 1)) / t_all if t_all > 0 else 1.0)
+        shape, ref = speedups
+        return max(1.0, base * shape / ref) if ref > 0 else base
+
     def pool_throttle_s(self, bb: BackboneSpec, dev: DeviceSpec, rows: int, seq_len: int) -> float:
         """The ``throttle`` rows, piecewise linear in ``rows * seq_len``; else the fallback's."""
         curve = self._throttle.get((bb.name, dev.name))
@@ -663,11 +711,13 @@ class ProfileModel(LatencyModel):
             self._sigma[key] = xs[len(xs) // 2] if xs else 0.0
         return self._sigma[key]
 
-    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False) -> float:
+    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False, threads: int = 0) -> float:
         """Extra time of a batch whose serving thread had been idle ``idle_s``: the ``wake``
         rows (those with ``n_adapters`` for an instance holding LoRA adapters), piecewise
-        linear in the gap (proportional below the first gap), else 0."""
-        curve = self._wake.get((dev.name, int(lora))) or self._wake.get((dev.name, 0))
+        linear in the gap (proportional below the first gap), else 0. ``threads > 0``: a
+        spatial slice of that many threads, read from the rows with that ``threads`` (measured
+        through a slice's own process); without such rows, 0."""
+        curve = self._wake.get((dev.name, int(lora), threads)) or self._wake.get((dev.name, 0, threads))
         if curve is None or idle_s <= 0:
             return 0.0
         xs, ys = curve
