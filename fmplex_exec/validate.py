@@ -190,7 +190,7 @@ def cmd_validate(args) -> int:
                 write_requests_csv(real_dir / "requests.csv", records)
                 write_json(real_dir / "summary.json", summary)
                 real[name].append(records)
-        latency = ProfileModel(prof)  # the final profile: every round's measurements
+        # ``latency`` now holds the final profile: the last round read it after its merge.
         report: dict = {"config": str(args.config), "device": args.device, "sim_device": sim_device,
                         "profile": "profile.csv", "profile_measured": not args.profile,
                         "rounds": rounds, "requests": len(wl), "tasks": len(cfg.tasks),

@@ -117,7 +117,7 @@ class _Device:
 
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
-                 "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since", "wakes",
+                 "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since",
                  "slice_threads")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
@@ -132,8 +132,7 @@ class _Instance:
         self.inflight = 0  # batches picked and not yet finished
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
         self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
-        self.wakes = False  # CPU devices: its serving thread has a thread pool to wake when idle
-        self.slice_threads = 0  # CPU devices: a spatial slice's threads (its process wakes too)
+        self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
 
@@ -245,7 +244,6 @@ class Engine:
             inst = _Instance(plan, len(self.instances), sched, cost, view, dev, cores)
             # A spatial slice serves on its own single-purpose process's main thread, measured
             # with its thread count; a time-shared instance on a thread of a shared process.
-            inst.wakes = cores is not None and placement.time_shared
             if cores is not None and not placement.time_shared:
                 inst.slice_threads = max(1, round(share * max(1, self.device.cores)))
             self.instances.append(inst)
@@ -404,13 +402,11 @@ class Engine:
                 sigma = self.latency.jitter_sigma(inst.cost.bb, self.device)
                 if sigma > 0:
                     service_s *= math.exp(sigma * self.jitter.standard_normal())
-                work = service_s
+                # A slice's wake-up is its own process's (rows measured with its threads).
+                work = service_s + self.latency.wake_s(self.device, now - inst.idle_since,
+                                                       inst.cost.has_lora, inst.slice_threads)
                 own = None  # this batch's slowdown beside others (default: the cores')
-                if inst.slice_threads:  # a slice's own process, woken through its pipe
-                    work += self.latency.wake_s(self.device, now - inst.idle_since, inst.cost.has_lora,
-                                                inst.slice_threads)
-                elif inst.wakes:  # a thread of a shared process
-                    work += self.latency.wake_s(self.device, now - inst.idle_since, inst.cost.has_lora)
+                if not inst.slice_threads:  # a thread of a shared process
                     seq = max(r.input_len for r in decision.requests)
                     if inst.cores.members > 1:
                         work += self.latency.pool_throttle_s(inst.cost.bb, self.device, decision.size, seq)

@@ -88,10 +88,11 @@ def compare_runs(real: Records | Sequence[Records], sim: Records, tasks: Sequenc
     if len(rounds) > 1:
         each = [_side([rec], everything, slo, duration_s) for rec in rounds]
         out["rounds"] = each
-        out["round_spread"] = {
-            stat: (round(max(v) / min(v) - 1.0, 6) if v and min(v) > 0 else None)
-            for stat in ("mean", "p50", "p99")
-            for v in [[e[f"{stat}_ms"] for e in each if e[f"{stat}_ms"] is not None]]}
+        spread = {}
+        for stat in ("mean", "p50", "p99"):
+            v = [e[f"{stat}_ms"] for e in each if e[f"{stat}_ms"] is not None]
+            spread[stat] = round(max(v) / min(v) - 1.0, 6) if v and min(v) > 0 else None
+        out["round_spread"] = spread
     return out
 
 

@@ -450,6 +450,7 @@ class ProfileModel(LatencyModel):
         self._thread_lora = {k[1:]: self._lora_table(rs) for k, rs in threaded.items() if k[0] == "lora"}
         self._contention: dict[str, tuple] = {}
         self._contention_shape: dict[str, tuple[str, int, int]] = {}  # dev -> (backbone, rows, seq)
+        self._contention_for: dict[tuple, float] = {}  # contention_for's answers, by its arguments
         self._throttle: dict[tuple[str, str], tuple] = {}
         self._wake: dict[str, tuple] = {}
         self._sigma: dict[tuple[str, str], float] = {}
@@ -676,6 +677,13 @@ class ProfileModel(LatencyModel):
         the all-core one) over the same speedup at the measured shape. Without a thread grid
         for ``n``, or rows that record their shape (``rows``, ``seq_len``; profile format
         1.2), the measured slowdown as it is (:meth:`contention`)."""
+        key = (bb.name, dev.name, k, rows, seq_len)
+        f = self._contention_for.get(key)
+        if f is None:
+            f = self._contention_for[key] = self._shaped_contention(bb, dev, k, rows, seq_len)
+        return f
+
+    def _shaped_contention(self, bb: BackboneSpec, dev: DeviceSpec, k: int, rows: int, seq_len: int) -> float:
         base = self.contention(dev, k)
         measured = self._contention_shape.get(dev.name)
         n = max(1, dev.cores // max(k, 1))
