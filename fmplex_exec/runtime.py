@@ -148,8 +148,7 @@ class Runtime:
                           [self.tasks[t] for t in plan.tasks])
         seq = max(self.tasks[t].input_len for t in plan.tasks)
         view = InstanceView(sysc.max_batch, sysc.max_batch * seq, ic.estimate)
-        sched = make_scheduler(sysc.scheduler, cross_task=sysc.cross_task,
-                               max_wait_s=sysc.max_wait_ms / 1000.0)
+        sched = make_scheduler(sysc.scheduler, **sysc.scheduler_options())
         # built on a short-lived thread: the process's main thread never holds an OpenMP
         # pool (fmplex_exec.threads); the instance then serves from a thread of its own
         execute = off_main(self.make_executor, plan, self.tasks, self.opts)

@@ -47,6 +47,14 @@ class SystemConfig:
     on_task_end: str = "drain"  # drain | reject: fate of queued requests at a task's end_s
     pipeline_depth: int = 2  # batches in flight per instance: host prep overlaps device work
     spread_idle: bool = True  # fmplex: give devices that would stay idle extra backbone copies
+    light_first: bool = False  # bfq: rank by virtual deadline, short batches for newly backlogged tasks
+
+    def scheduler_options(self) -> dict:
+        """Keyword arguments for :func:`~fmplex_sim.policies.scheduling.make_scheduler`."""
+        opts: dict = dict(cross_task=self.cross_task, max_wait_s=self.max_wait_ms / 1000.0)
+        if self.light_first:
+            opts["light_first"] = True
+        return opts
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -510,6 +518,9 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
     on_end = v.get("on_task_end", "drain")
     if on_end not in ("drain", "reject"):
         raise c.err(f"{where}.on_task_end", f"must be 'drain' or 'reject', got {on_end!r}")
+    light_first = _bool(v.get("light_first", False), c, f"{where}.light_first")
+    if light_first and scheduler != "bfq":
+        raise c.err(f"{where}.light_first", f"only the bfq scheduler has it, this system uses {scheduler!r}")
     cs = v.get("context_switch_ms")
     target = _num(v.get("target_util", 0.7), c, f"{where}.target_util", positive=True)
     if target > 1.0:
@@ -530,6 +541,7 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
         on_task_end=on_end,
         pipeline_depth=_int(v.get("pipeline_depth", 2), c, f"{where}.pipeline_depth", lo=1),
         spread_idle=_bool(v.get("spread_idle", True), c, f"{where}.spread_idle"),
+        light_first=light_first,
     )
 
 

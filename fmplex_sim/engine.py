@@ -233,9 +233,7 @@ class Engine:
                 estimate=cost.estimate,
             )
             sysc = self.cfg.system
-            sched = make_scheduler(
-                sysc.scheduler, cross_task=sysc.cross_task, max_wait_s=sysc.max_wait_ms / 1000.0
-            )
+            sched = make_scheduler(sysc.scheduler, **sysc.scheduler_options())
             if placement.time_shared:
                 dev = self.devices.setdefault(plan.gpu, _Device(self.switch_s))
             else:

@@ -100,7 +100,7 @@ BASE = {
     "latency_model": "roofline",
     "system": {"name": "mine", "placement": "fmplex", "scheduler": "bfq", "max_batch": 8, "max_wait_ms": 1.0,
                "cross_task": True, "slices_per_gpu": 7, "context_switch_ms": 0.2, "target_util": 0.7,
-               "on_task_end": "drain", "pipeline_depth": 2, "spread_idle": True},
+               "on_task_end": "drain", "pipeline_depth": 2, "spread_idle": True, "light_first": True},
     "tasks": [
         {"name": "a", "backbone": "bert-base",
          "extensions": [{"kind": "lora", "rank": 8, "targets": ["q", "v"], "alpha": 16.0, "version": 1},
@@ -195,6 +195,7 @@ FIELDS: list[tuple[tuple, st.SearchStrategy]] = [
     (("system", "on_task_end"), enum({"drain", "reject"})),
     (("system", "pipeline_depth"), BAD["pos_int"]),
     (("system", "spread_idle"), BAD["bool"]),
+    (("system", "light_first"), BAD["bool"]),
     (("tasks",), BAD["tasks"]),
     *[f for i in range(3) for f in [
         (T(i), BAD["mapping"]),
@@ -241,7 +242,7 @@ KNOWN_KEYS = {
     "seed", "duration_s", "drain_s", "cluster", "latency_model", "system", "systems", "tasks", "workload", "device",
     "gpus",
     "name", "placement", "scheduler", "max_batch", "max_wait_ms", "cross_task", "slices_per_gpu",
-    "context_switch_ms", "target_util", "on_task_end", "pipeline_depth", "spread_idle", "backbone", "extensions",
+    "context_switch_ms", "target_util", "on_task_end", "pipeline_depth", "spread_idle", "light_first", "backbone", "extensions",
     "weight", "slo_ms", "input_len", "output_len", "arrival", "start_s", "end_s", "max_queue_ms", "kind", "rank",
     "targets", "alpha", "version", "virtual_tokens", "outputs", "params", "process", "rate_rps", "cv", "on_s",
     "off_s", "amplitude", "period_s", "phase_s",

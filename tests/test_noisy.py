@@ -12,7 +12,9 @@ Checked (README, section "Isolation"):
   fair share of backbone time: what the light tasks leave, split by weight;
 - fifo: the flood takes more than its share and the heavies get less (what breaks);
 - the light tasks' p99 against their p99 alone: the 1.5x target is not met under bfq (about
-  3.5-9.4x); the test is a strict xfail with the reason, so a scheduler that meets it shows up.
+  3.5-9.4x); the test is a strict xfail with the reason, so a scheduler that meets it shows up;
+- bfq with ``light_first`` keeps the shares fair and lowers that ratio on average (1.8-6.0x),
+  still short of 1.5x (also a strict xfail).
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ SEEDS = range(4)
 
 
 def _cfg(setup: str, tasks, scheduler: str, seed: int, duration_s: float | None = None):
+    """``scheduler``: fifo, bfq, or bfq+lf (bfq with light_first)."""
     device, bb, lat, input_len, slo_ms, dur = SETUPS[setup]
+    name, _, lf = scheduler.partition("+")
+    system = {"placement": "fmplex", "scheduler": name, "max_batch": 16}
+    if lf:
+        system["light_first"] = True
     return parse_config({
         "seed": seed, "duration_s": duration_s or dur, "drain_s": 0,
         "cluster": {"device": device, "gpus": 1}, "latency_model": lat,
-        "system": {"placement": "fmplex", "scheduler": scheduler, "max_batch": 16},
+        "system": system,
         "tasks": [{"name": n, "backbone": bb, "weight": w, "input_len": input_len, "slo_ms": slo_ms,
                    "extensions": [{"kind": "lora", "rank": 8}, {"kind": "head", "outputs": 2}],
                    "arrival": {"process": "poisson", "rate_rps": r}} for n, w, r in tasks],
@@ -94,14 +101,15 @@ def runs():
         out[setup] = {}
         for seed in SEEDS:
             tasks = scenario(seed, cap)
-            out[setup][seed] = (tasks, {s: simulate(_cfg(setup, tasks, s, seed)).summary for s in ("bfq", "fifo")})
+            out[setup][seed] = (tasks, {s: simulate(_cfg(setup, tasks, s, seed)).summary for s in ("bfq", "fifo", "bfq+lf")})
     return out
 
 
+@pytest.mark.parametrize("sched", ["bfq", "bfq+lf"])
 @pytest.mark.parametrize("setup", list(SETUPS))
-def test_bfq_gives_every_backlogged_task_its_weighted_share_within_10_percent(runs, setup):
+def test_bfq_gives_every_backlogged_task_its_weighted_share_within_10_percent(runs, setup, sched):
     for seed, (tasks, by_sched) in runs[setup].items():
-        ratios = fair_share_ratios(by_sched["bfq"], tasks)
+        ratios = fair_share_ratios(by_sched[sched], tasks)
         assert all(0.9 <= r <= 1.1 for r in ratios.values()), (seed, tasks, ratios)
 
 
@@ -126,15 +134,32 @@ def test_light_neighbours_p99_is_protected_by_bfq_and_lost_under_fifo(runs, setu
                 assert bfq < 0.1 * fifo and fifo > 5 * slo_ms, (seed, n, bfq, fifo)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not met: under bfq a light neighbour's p99 is 3.5-9.4x its p99 alone (README, Isolation). "
-    "Batches are not preemptible: it waits for the full 16-row batch in flight, then shares a "
-    "full batch, where alone it runs batches of one or two."))
-@pytest.mark.parametrize("setup", list(SETUPS))
-def test_light_neighbours_p99_within_1_5x_of_alone_under_bfq(runs, setup):
+def _light_ratios(runs, setup: str, sched: str) -> list[float]:
+    """Every light task's p99 under ``sched`` over its p99 alone under ``sched``, all seeds."""
+    out = []
     for seed, (tasks, by_sched) in runs[setup].items():
         for n, w, r in tasks:
             if n.startswith("light"):
-                alone = simulate(_cfg(setup, [(n, w, r)], "bfq", seed)).summary["per_task"][n]["latency_ms"]["p99"]
-                shared = by_sched["bfq"]["per_task"][n]["latency_ms"]["p99"]
-                assert shared <= 1.5 * alone, (seed, n, shared, alone)
+                alone = simulate(_cfg(setup, [(n, w, r)], sched, seed)).summary["per_task"][n]["latency_ms"]["p99"]
+                out.append(by_sched[sched]["per_task"][n]["latency_ms"]["p99"] / alone)
+    return out
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_light_first_lowers_light_neighbours_p99_against_alone(runs, setup):
+    """light_first (virtual-deadline order, short batches for newly backlogged tasks) brings the
+    light tasks' p99 / alone down on average over the seeds (README: 6.0-9.4x -> 3.5-6.0x on the
+    CPU); the shares stay fair (test above)."""
+    plain = _light_ratios(runs, setup, "bfq")
+    lf = _light_ratios(runs, setup, "bfq+lf")
+    assert np.mean(lf) < 0.85 * np.mean(plain), (lf, plain)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not met: under bfq a light neighbour's p99 is 3.5-9.4x its p99 alone, 1.8-6.0x with "
+    "light_first (README, Isolation). Batches are not preemptible: it waits for the batch in "
+    "flight, then shares a batch, where alone it runs batches of one or two."))
+@pytest.mark.parametrize("sched", ["bfq", "bfq+lf"])
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_light_neighbours_p99_within_1_5x_of_alone_under_bfq(runs, setup, sched):
+    assert max(_light_ratios(runs, setup, sched)) <= 1.5

@@ -521,6 +521,53 @@ def test_bfq_leader_first_then_others_by_virtual_service():
     assert s2.schedule(0.0, view(max_batch=5)).task_rows() == {"A": 1}
 
 
+@pytest.mark.parametrize("light_first,leader", [(False, "A"), (True, "B")])
+def test_bfq_light_first_ranks_by_virtual_deadline(light_first, leader):
+    """At equal v, plain bfq leads with the task added first; light_first with the task whose
+    own queue makes the shorter batch (deadline v + est(its rows) / weight: B 5 + 2, A 5 + 9)."""
+    q = Reqs()
+    s = make("bfq", ["A", "B"], light_first=light_first)
+    for t in "AB":
+        s.on_batch_done(Batch((q(t),)), 5.0, 0.0)
+    a = [q("A") for _ in range(8)]
+    b = q("B")
+    for r in [*a, b]:
+        s.enqueue(r, 0.0)
+    batch = s.schedule(0.0, view(max_batch=8))
+    assert batch.leader == leader
+    assert batch.requests[0].task == leader
+
+
+@pytest.mark.parametrize("light_first,rows", [(False, {"B": 1, "A": 7}), (True, {"B": 1, "A": 2})])
+def test_bfq_light_first_gives_a_newly_backlogged_task_a_short_batch(light_first, rows):
+    """B becomes backlogged while a batch of A runs. Plain bfq fills B's batch to max_batch
+    with A's rows; light_first stops at 2x what B's row alone takes (unit_est: 2 s -> 4 s, 3 rows)."""
+    q = Reqs()
+    s = make("bfq", ["A", "B"], light_first=light_first)
+    v = view(max_batch=8)
+    for _ in range(20):
+        s.enqueue(q("A"), 0.0)
+    first = s.schedule(0.0, v)
+    assert first.task_rows() == {"A": 8}
+    s.enqueue(q("B", 1.0), 1.0)  # arrives while the first batch runs
+    s.on_batch_done(first, 9.0, 9.0)
+    second = s.schedule(9.0, v)
+    assert second.leader == "B"
+    assert second.task_rows() == rows
+    # the batch after it is a full one again (as far as A's queue allows): B had its turn
+    s.on_batch_done(second, v.estimate(second.size, 10, 2), 12.0)
+    assert s.schedule(12.0, v).task_rows() == {"A": min(8, 12 - rows["A"])}
+
+
+def test_bfq_light_first_is_bfq_only():
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.errors import InputError
+
+    with pytest.raises(InputError, match=r"system.light_first.*only the bfq"):
+        parse_config({"system": {"placement": "fmplex", "scheduler": "vtc", "light_first": True},
+                      "tasks": [{"name": "a", "backbone": "bert-base"}]}, "lf.yaml")
+
+
 @pytest.mark.parametrize("slo_s,rows", [(100.0, 8), (5.5, 4), (3.5, 2), (2.0, 1), (1.0, 8)])
 def test_bfq_cap_shrinks_with_leader_slack(slo_s, rows):
     """cost = 1 + rows; head arrived at 0, now = 0: rows b fit while 1 + b <= slo.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -36,6 +37,15 @@ class BfqScheduler(Scheduler):
       leader's head is always taken (at least one row). If the head cannot meet its SLO even
       alone (``slack < view.estimate(1, head.input_len, 1)``, which includes negative slack),
       the SLO is already lost and only the plain cap applies, to maximise throughput.
+    * Light first (``light_first=True``): tasks are ranked by a virtual deadline instead of
+      ``v``: ``v`` plus the estimated time of the batch the task's own queue would fill,
+      divided by its weight (EEVDF's request size: at equal ``v``, a short queue is due first).
+      A leader that went idle -> backlogged during the previous batch gets a short batch: the
+      rows of such tasks (increasing deadline), then other rows only while the batch stays
+      within ``SHORT_STRETCH`` times what those rows alone take. Charging is unchanged, so a
+      task can run ahead of another by at most one batch of virtual service before it ranks
+      behind; what changes is that a light task no longer waits for, and rides in, the full
+      batches of the backlogged ones.
     * Bounded wait (``max_wait_s > 0``): if the batch has fewer rows than
       ``cap = batch_cap(view, L)`` and ``now + max_wait_s + view.estimate(cap, L, k)`` is
       still within the head's deadline, return ``Wait(now + max_wait_s)`` instead, at most
@@ -44,11 +54,17 @@ class BfqScheduler(Scheduler):
 
     name = "bfq"
     cross_task_default = True
+    #: light_first: a short batch takes at most this many times its newcomers' rows alone
+    SHORT_STRETCH = 2.0
 
-    def __init__(self, *, cross_task: bool | None = None, max_wait_s: float = 0.0) -> None:
+    def __init__(self, *, cross_task: bool | None = None, max_wait_s: float = 0.0,
+                 light_first: bool = False) -> None:
         super().__init__(cross_task=cross_task, max_wait_s=max_wait_s)
         self._v = FairCounters()
         self._waited: set[int] = set()  # ids of head requests we already waited for
+        self.light_first = light_first
+        # light_first: tasks that went idle -> backlogged since the last batch was picked
+        self._fresh: set[str] = set()
 
     @property
     def virtual_service(self) -> Mapping[str, float]:
@@ -62,6 +78,7 @@ class BfqScheduler(Scheduler):
         self._v.add(task, self.queues.backlogged())
 
     def remove_task(self, task: str) -> list[Request]:
+        self._fresh.discard(task)
         self._v.remove(task)
         out = super().remove_task(task)
         for r in out:
@@ -76,6 +93,8 @@ class BfqScheduler(Scheduler):
             self._v.went_idle(task)
 
     def _on_backlogged(self, task: str, now: float) -> None:
+        if self.light_first:
+            self._fresh.add(task)
         busy = self.queues.backlogged_set()
         if len(busy) == 1:  # only this task: lift to the last idle counter (FairCounters.floor)
             v = self._v
@@ -93,20 +112,83 @@ class BfqScheduler(Scheduler):
             # One request queued in all: it is the batch (the leader's head is always taken).
             req = queues.pop_only()
             self._v._last_idle = req.task  # FairCounters.went_idle, inlined
+            if self._fresh:
+                self._fresh.clear()
             return Batch((req,), req.task)
         backlogged = queues.backlogged()
         if not backlogged:
             return None
-        # Stable sort: ties in virtual service keep task add order.
-        ranked = backlogged if len(backlogged) == 1 else sorted(backlogged, key=self._v.value.__getitem__)
+        # Stable sort: ties keep task add order.
+        if self.light_first and len(backlogged) > 1:
+            ranked = sorted(backlogged, key=self._deadline_key(view))
+        else:
+            ranked = backlogged if len(backlogged) == 1 else sorted(backlogged, key=self._v.value.__getitem__)
         leader = ranked[0]
         head = queues[leader][0]
         deadline = head.arrival_s + self.slo_s[leader]
-        slack = deadline - now
+        if self.light_first and leader in self._fresh:
+            take, rows, seq_len = self._short_fill(now, view, [t for t in ranked if t in self._fresh], ranked)
+        else:
+            take, rows, seq_len = self._fill(now, view, ranked if self.cross_task else ranked[:1])
+
+        if self.max_wait_s > 0 and head.id not in self._waited:
+            cap = self.batch_cap(view, seq_len)
+            if rows < cap and now + self.max_wait_s + view.estimate(
+                cap, seq_len, len(take)
+            ) <= deadline:
+                self._waited.add(head.id)
+                return Wait(until_s=now + self.max_wait_s)
+
+        if self._fresh:
+            self._fresh.clear()  # a batch starts: who was backlogged had its turn at the pick
+        out: list[Request] = []
+        for t, n in take:
+            out.extend(self.queues.pop(t, n))
+            if not self.queues[t]:
+                self._v.went_idle(t)
+        if self._waited:
+            for r in out:
+                self._waited.discard(r.id)
+        return Batch(tuple(out), leader=leader)
+
+    def _deadline_key(self, view: InstanceView):
+        """light_first's rank: ``v`` plus the estimated time of the batch the task's queue would
+        fill alone, by weight."""
+        value, queues, weights, est, max_batch = self._v.value, self.queues, self.weights, view.estimate, view.max_batch
+
+        def key(t: str) -> float:
+            q = queues[t]
+            n = min(len(q), max_batch)
+            longest = max(q[i].input_len for i in range(n))
+            return value[t] + est(n, longest, 1) / weights[t]
+        return key
+
+    def _short_fill(self, now: float, view: InstanceView, first: list[str],
+                    ranked: list[str]) -> tuple[list[tuple[str, int]], int, int]:
+        """light_first's short batch for ``first`` (newly backlogged tasks, in rank order): their
+        rows, then rows of the other ``ranked`` tasks while the batch stays within
+        ``SHORT_STRETCH`` times what their rows alone would take."""
+        if not self.cross_task:
+            return self._fill(now, view, first[:1])
+        own = self._fill(now, view, first)
+        take, rows, seq_len = own
+        budget = self.SHORT_STRETCH * view.estimate(rows, seq_len, len(take))
+        chosen = [t for t, _ in take]
+        grown = self._fill(now, view, chosen + [t for t in ranked if t not in chosen], budget)
+        return grown if grown[1] >= rows else own
+
+    def _fill(self, now: float, view: InstanceView, candidates: list[str],
+              budget: float = math.inf) -> tuple[list[tuple[str, int]], int, int]:
+        """Rows to take from ``candidates`` (the leader first) as ``(task, rows)`` in fill order,
+        with the batch's rows and padded length (class docstring: "Fill"). With a ``budget``
+        (seconds), no row is added that would take the batch's estimate past it."""
+        queues = self.queues
+        leader = candidates[0]
+        head = queues[leader][0]
+        slack = head.arrival_s + self.slo_s[leader] - now
         est = view.estimate
         max_batch = view.max_batch
         max_tokens = view.max_batch_tokens
-        candidates = ranked if self.cross_task else ranked[:1]
         slo_bound = slack >= est(1, head.input_len, 1)
         if slo_bound:
             # The estimate grows with rows, length and tasks: if the largest batch these queues
@@ -114,6 +196,10 @@ class BfqScheduler(Scheduler):
             longest = max(r.input_len for t in candidates for r in queues[t])
             if est(max_batch, longest, len(candidates)) <= slack:
                 slo_bound = False
+        limit = slack if slo_bound else math.inf
+        if budget < limit:
+            limit = budget
+        bound = limit < math.inf
 
         take: list[tuple[str, int]] = []  # (task, rows taken from it), in fill order
         rows = 0
@@ -130,31 +216,14 @@ class BfqScheduler(Scheduler):
                     cap = max_tokens // new_len
                     if cap > max_batch:
                         cap = max_batch
-                    if b > cap or (slo_bound and est(b, new_len, k) > slack):
+                    if b > cap or (bound and est(b, new_len, k) > limit):
                         break
                 n += 1
                 rows = b
                 seq_len = new_len
             if n:
                 take.append((t, n))
-
-        if self.max_wait_s > 0 and head.id not in self._waited:
-            cap = self.batch_cap(view, seq_len)
-            if rows < cap and now + self.max_wait_s + view.estimate(
-                cap, seq_len, len(take)
-            ) <= deadline:
-                self._waited.add(head.id)
-                return Wait(until_s=now + self.max_wait_s)
-
-        out: list[Request] = []
-        for t, n in take:
-            out.extend(self.queues.pop(t, n))
-            if not self.queues[t]:
-                self._v.went_idle(t)
-        if self._waited:
-            for r in out:
-                self._waited.discard(r.id)
-        return Batch(tuple(out), leader=leader)
+        return take, rows, seq_len
 
     def on_batch_done(self, batch: Batch, service_s: float, now: float) -> None:
         reqs = batch.requests
