@@ -126,7 +126,7 @@ class BfqScheduler(Scheduler):
         leader = ranked[0]
         head = queues[leader][0]
         deadline = head.arrival_s + self.slo_s[leader]
-        if self.light_first and leader in self._fresh:
+        if self.light_first and self.cross_task and leader in self._fresh:
             take, rows, seq_len = self._short_fill(now, view, [t for t in ranked if t in self._fresh], ranked)
         else:
             take, rows, seq_len = self._fill(now, view, ranked if self.cross_task else ranked[:1])
@@ -167,15 +167,12 @@ class BfqScheduler(Scheduler):
                     ranked: list[str]) -> tuple[list[tuple[str, int]], int, int]:
         """light_first's short batch for ``first`` (newly backlogged tasks, in rank order): their
         rows, then rows of the other ``ranked`` tasks while the batch stays within
-        ``SHORT_STRETCH`` times what their rows alone would take."""
-        if not self.cross_task:
-            return self._fill(now, view, first[:1])
-        own = self._fill(now, view, first)
-        take, rows, seq_len = own
+        ``SHORT_STRETCH`` times what their rows alone would take (their rows always fit: the
+        estimate grows with rows and the budget is at least theirs)."""
+        take, rows, seq_len = self._fill(now, view, first)
         budget = self.SHORT_STRETCH * view.estimate(rows, seq_len, len(take))
         chosen = [t for t, _ in take]
-        grown = self._fill(now, view, chosen + [t for t in ranked if t not in chosen], budget)
-        return grown if grown[1] >= rows else own
+        return self._fill(now, view, chosen + [t for t in ranked if t not in chosen], budget)
 
     def _fill(self, now: float, view: InstanceView, candidates: list[str],
               budget: float = math.inf) -> tuple[list[tuple[str, int]], int, int]:

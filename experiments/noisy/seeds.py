@@ -1,0 +1,43 @@
+"""Simulator: light-neighbour p99 against alone, per seed, for the scenarios of tests/test_noisy.py.
+
+Prints, per setup and seed, each backlogged task's service over its fair share and each light
+task's p99 shared / alone, under bfq or (with --light-first) bfq with ``light_first``.
+
+Usage (from the repository root): python experiments/noisy/seeds.py [--light-first]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+
+import test_noisy as tn  # noqa: E402  (the scenario generator and configs the tests use)
+
+from fmplex_sim.run import simulate  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--light-first", action="store_true", help="bfq with light_first")
+    sched = "bfq+lf" if ap.parse_args().light_first else "bfq"
+    for setup in tn.SETUPS:
+        cap = tn.capacity_rps(setup)
+        for seed in tn.SEEDS:
+            tasks = tn.scenario(seed, cap)
+            s = simulate(tn._cfg(setup, tasks, sched, seed)).summary
+            shares = {n: round(r, 3) for n, r in tn.fair_share_ratios(s, tasks).items()}
+            light = []
+            for n, w, r in tasks:
+                if n.startswith("light"):
+                    alone = simulate(tn._cfg(setup, [(n, w, r)], sched, seed)).summary["per_task"][n]["latency_ms"]["p99"]
+                    shared = s["per_task"][n]["latency_ms"]["p99"]
+                    light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x")
+            print(setup, f"seed {seed}", sched, shares, "; ".join(light))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
