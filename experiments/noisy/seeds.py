@@ -1,7 +1,10 @@
 """Simulator: light-neighbour p99 against alone, per seed, for the scenarios of tests/test_noisy.py.
 
-Prints, per setup and seed, each backlogged task's service over its fair share and each light
-task's p99 shared / alone, under bfq or (with --light-first) bfq with ``light_first``.
+Prints, per setup and seed, each backlogged task's service over its fair share and, for each
+light task, its p99 shared / alone and the fraction of the backbone's time it uses alone against
+its weighted share (all tasks' weights), under bfq or (with --light-first) bfq with
+``light_first``. A light task that uses more than its share alone cannot be served as it is
+alone while the backlogged tasks keep their fair share of backbone time.
 
 Usage (from the repository root): python experiments/noisy/seeds.py [--light-first]
 """
@@ -25,16 +28,20 @@ def main() -> int:
     sched = "bfq+lf" if ap.parse_args().light_first else "bfq"
     for setup in tn.SETUPS:
         cap = tn.capacity_rps(setup)
+        dur = tn.SETUPS[setup][5]
         for seed in tn.SEEDS:
             tasks = tn.scenario(seed, cap)
             s = simulate(tn._cfg(setup, tasks, sched, seed)).summary
             shares = {n: round(r, 3) for n, r in tn.fair_share_ratios(s, tasks).items()}
             light = []
+            wsum = sum(w for _, w, _ in tasks)
             for n, w, r in tasks:
                 if n.startswith("light"):
-                    alone = simulate(tn._cfg(setup, [(n, w, r)], sched, seed)).summary["per_task"][n]["latency_ms"]["p99"]
+                    a = simulate(tn._cfg(setup, [(n, w, r)], sched, seed)).summary["per_task"][n]
+                    alone = a["latency_ms"]["p99"]
                     shared = s["per_task"][n]["latency_ms"]["p99"]
-                    light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x")
+                    light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x, "
+                                 f"alone uses {a['service_s'] / dur:.2f} of the backbone (share {w / wsum:.2f})")
             print(setup, f"seed {seed}", sched, shares, "; ".join(light))
     return 0
 
