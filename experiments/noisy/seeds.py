@@ -6,12 +6,16 @@ its weighted share (all tasks' weights), under bfq or (with --light-first) bfq w
 ``light_first``. A light task that uses more than its share alone cannot be served as it is
 alone while the backlogged tasks keep their fair share of backbone time.
 
-Usage (from the repository root): python experiments/noisy/seeds.py [--light-first]
+Also prints how many requests the backlogged tasks completed, with the pipeline depth of the
+config or the one given.
+
+Usage (from the repository root): python experiments/noisy/seeds.py [--light-first] [--pipeline-depth N]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -25,24 +29,35 @@ from fmplex_sim.run import simulate  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--light-first", action="store_true", help="bfq with light_first")
-    sched = "bfq+lf" if ap.parse_args().light_first else "bfq"
+    ap.add_argument("--pipeline-depth", type=int, default=None,
+                    help="batches in flight per instance (default: the config's, 2)")
+    args = ap.parse_args()
+    sched = "bfq+lf" if args.light_first else "bfq"
+
+    def cfg(setup, tasks, seed):
+        c = tn._cfg(setup, tasks, sched, seed)
+        if args.pipeline_depth is None:
+            return c
+        return dataclasses.replace(c, system=dataclasses.replace(c.system, pipeline_depth=args.pipeline_depth))
+
     for setup in tn.SETUPS:
         cap = tn.capacity_rps(setup)
         dur = tn.SETUPS[setup][5]
         for seed in tn.SEEDS:
             tasks = tn.scenario(seed, cap)
-            s = simulate(tn._cfg(setup, tasks, sched, seed)).summary
+            s = simulate(cfg(setup, tasks, seed)).summary
             shares = {n: round(r, 3) for n, r in tn.fair_share_ratios(s, tasks).items()}
             light = []
             wsum = sum(w for _, w, _ in tasks)
             for n, w, r in tasks:
                 if n.startswith("light"):
-                    a = simulate(tn._cfg(setup, [(n, w, r)], sched, seed)).summary["per_task"][n]
+                    a = simulate(cfg(setup, [(n, w, r)], seed)).summary["per_task"][n]
                     alone = a["latency_ms"]["p99"]
                     shared = s["per_task"][n]["latency_ms"]["p99"]
                     light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x, "
                                  f"alone uses {a['service_s'] / dur:.2f} of the backbone (share {w / wsum:.2f})")
-            print(setup, f"seed {seed}", sched, shares, "; ".join(light))
+            done = sum(p["completed"] for n, p in s["per_task"].items() if not n.startswith("light"))
+            print(setup, f"seed {seed}", sched, shares, f"backlogged completed {done};", "; ".join(light))
     return 0
 
 
