@@ -38,11 +38,12 @@ SETUPS = {
 SEEDS = range(4)
 
 
-def _cfg(setup: str, tasks, scheduler: str, seed: int, duration_s: float | None = None):
-    """``scheduler``: fifo, bfq, or bfq+lf (bfq with light_first)."""
+def _cfg(setup: str, tasks, scheduler: str, seed: int, duration_s: float | None = None, **system_keys):
+    """``scheduler``: fifo, bfq, or bfq+lf (bfq with light_first); ``system_keys``: more keys of
+    the config's ``system`` (e.g. ``pipeline_depth``)."""
     device, bb, lat, input_len, slo_ms, dur = SETUPS[setup]
     name, _, lf = scheduler.partition("+")
-    system = {"placement": "fmplex", "scheduler": name, "max_batch": 16}
+    system = {"placement": "fmplex", "scheduler": name, "max_batch": 16, **system_keys}
     if lf:
         system["light_first"] = True
     return parse_config({
@@ -81,6 +82,12 @@ def scenario(seed: int, cap_rps: float) -> list[tuple[str, float, float]]:
             rate = float(rng.uniform(0.2, 0.5)) * cap_rps * w[n] / total
         out.append((n, w[n], rate))
     return out
+
+
+def weighted_shares(tasks) -> dict[str, float]:
+    """Task -> its weight over all the tasks' weights (its share when every task is backlogged)."""
+    wsum = sum(w for _, w, _ in tasks)
+    return {n: w / wsum for n, w, _ in tasks}
 
 
 def fair_share_ratios(summary: dict, tasks) -> dict[str, float]:
@@ -124,10 +131,9 @@ def test_light_tasks_stay_within_their_weighted_share(runs, setup, sched):
     for seed, (tasks, by_sched) in runs[setup].items():
         pt = by_sched[sched]["per_task"]
         total = sum(p["service_s"] for p in pt.values())
-        wsum = sum(w for _, w, _ in tasks)
-        for n, w, _ in tasks:
+        for n, share in weighted_shares(tasks).items():
             if n.startswith("light"):
-                assert pt[n]["service_s"] <= 1.1 * total * w / wsum, (seed, n, pt[n]["service_s"] / total, w / wsum)
+                assert pt[n]["service_s"] <= 1.1 * total * share, (seed, n, pt[n]["service_s"] / total, share)
 
 
 @pytest.mark.parametrize("setup", list(SETUPS))

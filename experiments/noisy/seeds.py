@@ -15,7 +15,6 @@ Usage (from the repository root): python experiments/noisy/seeds.py [--light-fir
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -34,11 +33,10 @@ def main() -> int:
     args = ap.parse_args()
     sched = "bfq+lf" if args.light_first else "bfq"
 
+    depth = {} if args.pipeline_depth is None else {"pipeline_depth": args.pipeline_depth}
+
     def cfg(setup, tasks, seed):
-        c = tn._cfg(setup, tasks, sched, seed)
-        if args.pipeline_depth is None:
-            return c
-        return dataclasses.replace(c, system=dataclasses.replace(c.system, pipeline_depth=args.pipeline_depth))
+        return tn._cfg(setup, tasks, sched, seed, **depth)
 
     for setup in tn.SETUPS:
         cap = tn.capacity_rps(setup)
@@ -48,14 +46,14 @@ def main() -> int:
             s = simulate(cfg(setup, tasks, seed)).summary
             shares = {n: round(r, 3) for n, r in tn.fair_share_ratios(s, tasks).items()}
             light = []
-            wsum = sum(w for _, w, _ in tasks)
+            share = tn.weighted_shares(tasks)
             for n, w, r in tasks:
                 if n.startswith("light"):
                     a = simulate(cfg(setup, [(n, w, r)], seed)).summary["per_task"][n]
                     alone = a["latency_ms"]["p99"]
                     shared = s["per_task"][n]["latency_ms"]["p99"]
                     light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x, "
-                                 f"alone uses {a['service_s'] / dur:.2f} of the backbone (share {w / wsum:.2f})")
+                                 f"alone uses {a['service_s'] / dur:.2f} of the backbone (share {share[n]:.2f})")
             done = sum(p["completed"] for n, p in s["per_task"].items() if not n.startswith("light"))
             print(setup, f"seed {seed}", sched, shares, f"backlogged completed {done};", "; ".join(light))
     return 0
