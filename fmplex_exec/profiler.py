@@ -189,8 +189,8 @@ def _bench(fns: Sequence[Callable[[], object]], clock: _Clock, repeats: int, war
 
 
 class _Gate:
-    """Keeps other processes' CPU use out of the measurements (it is shared between sessions
-    on small hosts, and an oversubscribed OpenMP pool slows small forwards many times over).
+    """Keeps other processes' CPU use out of the measurements (small hosts are often shared
+    with other users, and an oversubscribed OpenMP pool slows small forwards many times over).
 
     :meth:`run` waits until other processes have used less than ``max_other`` cores over a
     short window (at most ``wait_s``), runs one measurement, and redoes it (up to ``tries``
