@@ -81,6 +81,9 @@ class _Worker:
 class Runtime:
     """Replays ``workload`` under ``cfg``'s system on real models. Build, call :meth:`run` once."""
 
+    #: after the horizon, how long run() waits for each instance's running batch to end
+    FINISH_BATCH_S = 30.0
+
     def __init__(self, cfg: RunConfig, workload: Workload, make_executor: ExecutorFactory,
                  options: RuntimeOptions = RuntimeOptions(), latency: LatencyModel | None = None) -> None:
         self.cfg = cfg
@@ -102,7 +105,8 @@ class Runtime:
         self._lock = threading.Lock()  # guards batch ids, service and records
         self._batches = 0
         self._t0 = 0.0
-        self._done = threading.Event()
+        self._done = threading.Event()  # arrivals are over: serve what is queued, then stop
+        self._stop = threading.Event()  # the horizon: start no batch
         # Lifecycle: guards state, routes, pending, placement and workers (taken before a
         # worker's cond, never while waiting for a run_lock).
         self.life = threading.Lock()
@@ -221,8 +225,8 @@ class Runtime:
         while True:
             with w.cond:
                 while True:
-                    if (w.retired or self._done.is_set()) and not len(sched):
-                        return
+                    if self._stop.is_set() or ((w.retired or self._done.is_set()) and not len(sched)):
+                        return  # the horizon, or nothing left to serve
                     if len(sched):
                         now = self._now()
                         dropped = sched.drop_expired(now, self.queue_limit_s)
@@ -318,16 +322,26 @@ class Runtime:
             th.join(max(0.0, deadline - time.perf_counter()))
         wall = time.perf_counter() - wall0
         workers = list(self.workers)
-        for w in workers:
-            close = getattr(w.execute, "close", None)
-            if close is not None:
-                close()
+        # The horizon: what has not finished is unfinished, as in the simulator (a batch still
+        # running is neither completed nor charged).
         with self._lock:
             rec = Records(tasks=wl.tasks, task=wl.task, arrival_s=wl.arrival_s,
                           start_s=self.start.copy(), finish_s=self.finish.copy(),
                           batch_id=self.batch_of.copy(), instances=tuple(w.plan.id for w in workers),
                           instance=self.inst_of.copy(), reason=list(self.reason))
             service = dict(self.service)
+        # Past it no batch starts (_serve); the one running is waited for, so that no forward
+        # outlives run() and slows what the process does next (another replay, its exit).
+        self._stop.set()
+        for w in workers:
+            with w.cond:
+                w.cond.notify()
+        for th in list(self._threads):
+            th.join(self.FINISH_BATCH_S)
+        for w in workers:
+            close = getattr(w.execute, "close", None)
+            if close is not None:
+                close()
         memory = self._memory(workers)
         sysc = self.cfg.system
         latency = self.latency
