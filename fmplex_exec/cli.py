@@ -6,6 +6,9 @@
   ``fmplex-sim`` reads as ``latency_model: {profile: FILE.csv}``;
 - ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE] [--rounds N]``: replay and simulate
   one request stream for each system and report the simulator's errors (validate.py);
+- ``isolation CONFIG --noisy TASK --out DIR [--device cpu|cuda] [--systems ...]``: what one noisy
+  task does to the others on real models: the stream shared, each other task alone on its own
+  requests, and without the noisy task (fmplex_sim.isolation, the simulator's report);
 - ``env``: report the execution stack (torch, transformers, peft) and devices.
 
 Exit status 0 on success, 2 on invalid input (one line on stderr, nothing written).
@@ -57,15 +60,10 @@ def cmd_replay(args) -> int:
     from fmplex_exec.executors import make_executor
     from fmplex_exec.runtime import Runtime, RuntimeOptions
     from fmplex_sim.config import load_config
-    from fmplex_sim.metrics import write_requests_csv
-    from fmplex_sim.results import provenance, results_dir, write_json, write_yaml
+    from fmplex_sim.results import results_dir, write_json
     from fmplex_sim.run import prepare
 
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device", "cuda", "no CUDA device is available here")
+    _check_cuda(args.device)
     cfg = load_config(args.config, list(args.set or []))
     check_results_out(args.out)  # before any model is built
     cfg, wl, info = prepare(cfg)
@@ -73,19 +71,72 @@ def cmd_replay(args) -> int:
     runtime = Runtime(cfg, wl, make_executor, opts)
     records, summary = runtime.run()
     with results_dir(args.out) as tmp:
-        write_yaml(tmp / "config.yaml", cfg.to_dict())
-        prov = provenance(cfg.seed, summary["latency_model"], args.argv)
-        prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype}
-        write_json(tmp / "provenance.json", prov)
-        write_json(tmp / "workload.json", info)
-        write_requests_csv(tmp / "requests.csv", records)
-        write_json(tmp / "summary.json", summary)
+        _write_replay(tmp, cfg, records, summary, info, args)
         if runtime.events:  # tasks started, ended or updated mid-run (fmplex_exec/lifecycle.py)
             write_json(tmp / "lifecycle.json", runtime.events)
     lat = summary["latency_ms"]
     print(f"{summary['system']['name']} on {args.device}: {summary['requests']['completed']}/"
           f"{summary['requests']['arrived']} completed, mean {lat['mean']} ms, p99 {lat['p99']} ms")
     print(f"results: {args.out}")
+    return 0
+
+
+def _check_cuda(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device", "cuda", "no CUDA device is available here")
+
+
+def _write_replay(folder: Path, cfg, records, summary, info: dict, args, **engine) -> None:
+    """One replay's results folder: the simulator's schema plus the engine in provenance."""
+    from fmplex_sim.metrics import write_requests_csv
+    from fmplex_sim.results import provenance, write_json, write_yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_yaml(folder / "config.yaml", cfg.to_dict())
+    prov = provenance(cfg.seed, summary["latency_model"], args.argv)
+    prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype, **engine}
+    write_json(folder / "provenance.json", prov)
+    write_json(folder / "workload.json", info)
+    write_requests_csv(folder / "requests.csv", records)
+    write_json(folder / "summary.json", summary)
+
+
+def cmd_isolation(args) -> int:
+    from fmplex_exec.executors import make_executor
+    from fmplex_exec.runtime import Runtime, RuntimeOptions
+    from fmplex_sim.cli import system_names
+    from fmplex_sim.config import load_config
+    from fmplex_sim.isolation import check_noisy, print_reports, run_isolation
+    from fmplex_sim.results import provenance, results_dir, write_json
+    from fmplex_sim.run import prepare
+
+    cfg = load_config(args.config, list(args.set or []))
+    names = system_names(args.systems, (cfg.system.name,), cfg)
+    _check_cuda(args.device)
+    check_results_out(args.out)  # before any model is built
+    cfg, wl, info = prepare(cfg)
+    check_noisy(cfg, args.noisy)
+    opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
+    tty = sys.stderr.isatty()
+    with results_dir(args.out) as tmp:
+        def run_one(label, c, w):
+            if tty:
+                print(f"{label}: replaying {len(w)} requests ({c.duration_s:g} s)", file=sys.stderr, flush=True)
+            runtime = Runtime(c, w, make_executor, opts)
+            records, summary = runtime.run()
+            _write_replay(tmp / label, c, records, summary, info, args)
+            return summary, runtime.placement.to_dict()
+
+        reports = run_isolation(cfg, wl, args.noisy, names, run_one)
+        write_json(tmp / "isolation.json", {"engine": "fmplex_exec", "device": args.device,
+                                            "noisy": args.noisy, "systems": reports})
+        prov = provenance(cfg.seed, {"kind": cfg.latency_model.kind}, args.argv)
+        prov["engine"] = {"name": "fmplex_exec isolation", "device": args.device, "dtype": args.dtype}
+        write_json(tmp / "provenance.json", prov)
+    print_reports(reports, Path(args.out), f" on {args.device}")
     return 0
 
 
@@ -160,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", metavar="KEY=VALUE")
     v.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     v.set_defaults(func=cmd_validate)
+    i = sub.add_parser("isolation", help="measure what one noisy task does to the others on real models")
+    i.add_argument("config")
+    i.add_argument("--noisy", required=True, help="the task whose load is judged (e.g. one offered 10x its share)")
+    i.add_argument("--out", required=True, help="results folder (written atomically)")
+    i.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    i.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    i.add_argument("--systems", help="comma-separated systems (default: the config's system)")
+    i.add_argument("--set", action="append", metavar="KEY=VALUE")
+    i.set_defaults(func=cmd_isolation)
     e = sub.add_parser("env", help="report the execution stack and devices")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_env)

@@ -1,5 +1,5 @@
-"""``fmplex-sim``: simulate, compare systems, sweep configs, search capacity, list the catalog,
-inspect and convert traces.
+"""``fmplex-sim``: simulate, compare systems, sweep configs, search capacity, measure what one
+noisy task does to the others (``isolation``), list the catalog, inspect and convert traces.
 
 Exit status: 0 on success, 2 on invalid input (one line on stderr naming the file, the key
 and the problem; no traceback, no half-written results folder). ``--out`` must be a new or empty
@@ -79,20 +79,26 @@ def cmd_run(args) -> int:
     return 0
 
 
+def system_names(arg: str | None, default, cfg) -> list[str]:
+    """The systems ``--systems`` names (comma-separated), else ``default``; every name is
+    validated against ``cfg`` before any work."""
+    names = [s.strip() for s in (arg or ",".join(default)).split(",") if s.strip()]
+    if not names:
+        raise InputError("--systems", "", "name at least one system")
+    if len(set(names)) != len(names):
+        raise InputError("--systems", arg or "", "a system is named twice")
+    for n in names:
+        cfg.with_system(n)
+    return names
+
+
 def cmd_compare(args) -> int:
     from fmplex_sim.compare import comparison_row, plot_comparison, write_comparison_csv
     from fmplex_sim.results import results_dir, write_json
     from fmplex_sim.run import prepare, write_run
 
     cfg = _load(args)
-    names = [s.strip() for s in (args.systems or ",".join(cfg.systems or ("spatial", "colocate", "fmplex"))).split(",")
-             if s.strip()]
-    if not names:
-        raise InputError("--systems", "", "name at least one system")
-    if len(set(names)) != len(names):
-        raise InputError("--systems", args.systems or "", "a system is named twice")
-    for n in names:
-        cfg.with_system(n)  # validates every name before any work
+    names = system_names(args.systems, cfg.systems or ("spatial", "colocate", "fmplex"), cfg)
     cfg, wl, info = prepare(cfg)  # one identical request stream for every system
     configs = [cfg.with_system(n) for n in names]
     rows = []
@@ -144,16 +150,18 @@ def cmd_catalog(args) -> int:
     return 0
 
 
+def common(sp) -> None:
+    """The arguments of a command that reads one config: CONFIG, --out, --seed, --set."""
+    sp.add_argument("config", help="YAML run configuration")
+    sp.add_argument("--out", required=True, help="results folder: new, empty, or an earlier results folder (replaced atomically)")
+    sp.add_argument("--seed", type=int, help="override the config's seed")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a config key, e.g. cluster.gpus=4 or tasks[0].weight=2")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Simulate serving many tasks on shared foundation-model backbones.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-
-    def common(sp):
-        sp.add_argument("config", help="YAML run configuration")
-        sp.add_argument("--out", required=True, help="results folder: new, empty, or an earlier results folder (replaced atomically)")
-        sp.add_argument("--seed", type=int, help="override the config's seed")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
-                        help="override a config key, e.g. cluster.gpus=4 or tasks[0].weight=2")
 
     r = sub.add_parser("run", help="simulate one config")
     common(r)
@@ -167,10 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("catalog", help="list backbones and devices")
     k.add_argument("--json", action="store_true", help="machine-readable output")
     k.set_defaults(func=cmd_catalog)
-    from fmplex_sim import cli_sweep, cli_trace
+    from fmplex_sim import cli_isolation, cli_sweep, cli_trace
 
     cli_trace.add_parsers(sub, OneLineParser)
     cli_sweep.add_parsers(sub, OneLineParser)
+    cli_isolation.add_parsers(sub, OneLineParser)
     return p
 
 

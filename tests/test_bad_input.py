@@ -1,7 +1,7 @@
 """Bad input never gives a traceback (property-based).
 
-The contract of every command (``fmplex-sim run|compare|trace info|trace convert``,
-``fmplex-exec replay|profile``): a malformed config, trace or option makes it exit 2 with exactly
+The contract of every command (``fmplex-sim run|compare|isolation|capacity|trace info|trace
+convert``, ``fmplex-exec replay|validate|profile``): a malformed config, trace or option makes it exit 2 with exactly
 one line on stderr that names the file (or the option) and, for a config, the key path or, for a
 trace, the line; no traceback; no results left behind (``--out`` does not exist afterwards and
 no temporary entry sits next to it).
@@ -309,7 +309,10 @@ def bad_config(draw):
     return raw, f"tasks[{j}].name", []
 
 
-CONFIG_COMMANDS = [(sim_main, "run"), (sim_main, "compare"), (exec_main, "replay")]
+# (main, the command and the options it needs besides the config and --out)
+CONFIG_COMMANDS = [(sim_main, ("run",)), (sim_main, ("compare",)), (sim_main, ("isolation", "--noisy", "a")),
+                   (sim_main, ("capacity", "--system", "fmplex", "--slo-attainment", "0.9")),
+                   (exec_main, ("replay",)), (exec_main, ("validate",))]
 
 
 def test_base_config_is_valid_and_runs():
@@ -340,12 +343,12 @@ RUN = CONFIG_COMMANDS[0]
 @given(case=bad_config(), command=st.sampled_from(CONFIG_COMMANDS))
 def test_malformed_config_is_refused_naming_the_key(case, command):
     raw, where, overrides = case
-    main, cmd = command
+    main, (cmd, *opts) = command
     with workdir() as d:
         cfg = d / "bad.yaml"
         cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
         out = d / "res" / "run"
-        argv = [cmd, cfg, "--out", out] + [a for o in overrides for a in ("--set", o)]
+        argv = [cmd, cfg, "--out", out, *opts] + [a for o in overrides for a in ("--set", o)]
         assert_refused(call(main, argv), str(cfg), where, out=out)
 
 
@@ -388,12 +391,12 @@ def malformed_text(draw):
 @given(case=malformed_text(), command=st.sampled_from(CONFIG_COMMANDS))
 def test_unreadable_config_file_is_refused_naming_the_file(case, command):
     data, names_line = case
-    main, cmd = command
+    main, (cmd, *opts) = command
     with workdir() as d:
         cfg = d / "bad.yaml"
         cfg.write_bytes(data)
         out = d / "res" / "run"
-        line = assert_refused(call(main, [cmd, cfg, "--out", out]), str(cfg), out=out)
+        line = assert_refused(call(main, [cmd, cfg, "--out", out, *opts]), str(cfg), out=out)
         if names_line:
             assert ": line " in line, line
 
@@ -412,6 +415,10 @@ SIM_OPTIONS = [  # (option the error must name, command, extra argv; {cfg}, {out
     ("--out", "run", ["--out", "{cfg}"]),
     ("--out", "compare", ["--out", "{dir}"]),
     ("--out", "replay", ["--out", "{cfg}"]),
+    ("--noisy", "isolation", ["--noisy", "nope"]),
+    ("--noisy", "isolation", ["--noisy", ""]),
+    ("--systems", "isolation", ["--noisy", "a", "--systems", "fmplex,fmplex"]),
+    ("--out", "isolation", ["--noisy", "a", "--out", "{cfg}"]),
 ]
 
 

@@ -74,3 +74,34 @@ def test_replay_bad_config_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tasks[0].backbone" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_isolation_replays_the_shared_stream_alone_and_without_the_noisy_task(tmp_path, capsys):
+    """fmplex-exec isolation: every run a results folder of the harness; each alone run replays
+    exactly the shared run's requests of its task; the report is the simulator's."""
+    import threading
+
+    raw = copy.deepcopy(CONFIG)
+    raw["duration_s"] = 1.5
+    raw["tasks"][0]["arrival"]["rate_rps"] = 200.0  # sst2 floods the backbone
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "iso"
+    before = threading.active_count()
+    assert main(["isolation", str(cfg), "--noisy", "sst2", "--out", str(out)]) == 0
+    # Past the horizon no batch starts and the running one is waited for: nothing outlives the runs.
+    assert threading.active_count() == before
+    rep = json.loads((out / "isolation.json").read_text())
+    assert rep["engine"] == "fmplex_exec" and set(rep["systems"]["fmplex"]["tasks"]) == {"sst2", "intent", "topic"}
+
+    def arrivals(run, task):
+        return [r["arrival_s"] for r in csv.DictReader(open(out / "fmplex" / run / "requests.csv")) if r["task"] == task]
+
+    for task in ("intent", "topic"):
+        s = json.loads((out / "fmplex" / "alone" / task / "summary.json").read_text())
+        assert s["cluster"]["engine"] == "fmplex_exec" and list(s["per_task"]) == [task]
+        assert arrivals(f"alone/{task}", task) == arrivals("shared", task) != []
+        assert rep["systems"]["fmplex"]["tasks"][task]["p99_alone_ms"] == s["per_task"][task]["latency_ms"]["p99"]
+    assert arrivals("without-noisy", "sst2") == []
+    shared = json.loads((out / "fmplex" / "shared" / "summary.json").read_text())
+    assert shared["requests"]["unfinished"] > 0  # the flood's queue at the horizon: not served after it

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from fmplex_sim.config import parse_config
+from fmplex_sim.isolation import report
 from fmplex_sim.run import simulate
 
 PROFILE = str(Path(__file__).resolve().parents[1] / "profiles" / "cpu-2core" / "minilm-l6.csv")
@@ -134,6 +135,18 @@ def test_light_tasks_stay_within_their_weighted_share(runs, setup, sched):
         for n, share in weighted_shares(tasks).items():
             if n.startswith("light"):
                 assert pt[n]["service_s"] <= 1.1 * total * share, (seed, n, pt[n]["service_s"] / total, share)
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_isolation_report_agrees_with_the_scenario(runs, setup):
+    """``fmplex-sim isolation``'s report (fmplex_sim.isolation), which knows no task names, finds
+    the flood and heavy tasks backlogged and the light ones not, and the same fair-share ratios."""
+    for seed, (tasks, by_sched) in runs[setup].items():
+        s = by_sched["bfq"]
+        rep = report("flood", s, {"instances": [{"tasks": list(s["per_task"])}]}, {}, None)["tasks"]
+        assert {n: r["backlogged"] for n, r in rep.items()} == {n: not n.startswith("light") for n, _, _ in tasks}
+        for n, ratio in fair_share_ratios(s, tasks).items():
+            assert rep[n]["share_ratio"] == pytest.approx(ratio, abs=2e-4), (seed, n)
 
 
 @pytest.mark.parametrize("setup", list(SETUPS))
