@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fmplex_exec import __version__
-from fmplex_sim.clitools import OneLineParser, check_results_out, run_cli
+from fmplex_sim.clitools import OneLineParser, check_file_out, check_results_out, run_cli
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-exec"
@@ -150,16 +150,8 @@ def _check_profile_args(args) -> None:
         raise InputError("--sim-device", args.sim_device, f"unknown device (known: {', '.join(DEVICES)})")
     if args.threads < 0:
         raise InputError("--threads", str(args.threads), "must be >= 0 (0: all cores)")
-    out = Path(args.out)
-    if not args.out.strip() or out.name in ("", ".", ".."):
-        raise InputError("--out", args.out, "name a CSV file to write")
-    if out.is_dir():
-        raise InputError("--out", args.out, "is a folder; name a CSV file")
-    parent = Path(os.path.abspath(out)).parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError("--out", args.out, f"{parent} is not a folder")
+    check_file_out(args.out, "CSV file")
+    _check_cuda(args.device)
 
 
 def cmd_validate(args) -> int:

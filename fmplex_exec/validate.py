@@ -37,6 +37,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from fmplex_sim.clitools import check_results_out
 from fmplex_sim.config import LatencyConfig, RunConfig
 from fmplex_sim.errors import InputError
 
@@ -143,6 +144,9 @@ def cmd_validate(args) -> int:
         cfg = replace(cfg, cluster=replace(cfg.cluster, device=sim_device, gpus=1))
     if args.rounds < 1:
         raise InputError("--rounds", str(args.rounds), "must be at least 1")
+    if args.profile is not None and not args.profile.strip():
+        raise InputError("--profile", "", "name a profile CSV (or leave --profile out to measure one)")
+    check_results_out(args.out)  # before minutes of profiling
     if args.profile:
         _check_profile(args.profile, cfg, sim_device)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmplex_sim.clitools import check_file_out
 from fmplex_sim.errors import InputError
 
 FORMAT_HELP = "azure-llm-2023 (azure), alibaba-genai-2026 (alibaba), mooncake, servegen, native"
@@ -111,26 +112,20 @@ def cmd_convert(args) -> int:
     from fmplex_sim.traces import shape_trace
     from fmplex_sim.traces.formats.native import write_native
 
-    if not (math.isfinite(args.rate_scale) and args.rate_scale > 0):
-        raise InputError("--rate-scale", str(args.rate_scale), "must be a finite number > 0")
-    if not (math.isfinite(args.burstiness_scale) and args.burstiness_scale > 0):
-        raise InputError("--burstiness-scale", str(args.burstiness_scale), "must be a finite number > 0")
+    from fmplex_sim.config import MAX_CV, MAX_RATE_SCALE, MAX_TASKS
+
+    for opt, x, hi in (("--rate-scale", args.rate_scale, MAX_RATE_SCALE),
+                       ("--burstiness-scale", args.burstiness_scale, MAX_CV)):
+        if not (math.isfinite(x) and 0 < x <= hi):
+            raise InputError(opt, str(x), f"must be a number > 0 and at most {hi:g}")
     if args.zipf is not None and not (math.isfinite(args.zipf) and args.zipf >= 0):
         raise InputError("--zipf", str(args.zipf), "must be a finite number >= 0")
     if args.max_requests is not None and args.max_requests < 1:
         raise InputError("--max-requests", str(args.max_requests), "must be >= 1")
-    if args.tasks is not None and args.tasks < 1:
-        raise InputError("--tasks", str(args.tasks), "must be >= 1")
+    if args.tasks is not None and not 1 <= args.tasks <= MAX_TASKS:
+        raise InputError("--tasks", str(args.tasks), f"must be from 1 to {MAX_TASKS}")
+    check_file_out(args.out)
     out = Path(args.out)
-    if not args.out.strip() or out.name in ("", ".", ".."):
-        raise InputError("--out", args.out, "name a file to write")
-    if out.exists() and not out.is_file():
-        raise InputError("--out", args.out, "exists and is not a file")
-    parent = Path(os.path.abspath(out)).parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError("--out", args.out, f"{parent} is not a folder")
     trace = _read(args)
     had_ids = trace.task is not None
     n_tasks = args.tasks or (len(trace.task_names) if had_ids else 1)

@@ -5,11 +5,33 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable
 
 from fmplex_sim.errors import InputError
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so a results folder being written is removed."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _on_sigterm():
+    """Make SIGTERM raise :class:`Terminated` (main thread only); returns the previous handler,
+    or None when it could not be installed (not the main thread, or SIGTERM was ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous is signal.SIG_IGN:
+        return None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return previous
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -32,6 +54,7 @@ def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv
     except SystemExit as e:  # --help (0) or a usage error (2, already reported on one line)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     args.argv = [prog, *argv]
+    previous = _on_sigterm()
     try:
         return args.func(args)
     except InputError as e:
@@ -40,11 +63,17 @@ def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv
     except KeyboardInterrupt:
         sys.stderr.write(f"{prog}: interrupted; no results were written\n")
         return 130
+    except Terminated:
+        sys.stderr.write(f"{prog}: terminated; no results were written\n")
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         # The reader of stdout went away; results are already written.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # Files that mark a folder as one these tools wrote (a run or a comparison): only such a folder,
@@ -53,9 +82,43 @@ _RESULT_MARKERS = ("provenance.json", "comparison.csv")
 
 
 def check_results_out(out: str) -> None:
-    """Refuse an --out that would replace something that is not a previous results folder.
+    """Refuse an --out that would replace something that is not a previous results folder, or
+    that cannot be written (a path under a file, a folder without write permission, a name
+    too long).
 
     Called before any work, so a bad --out costs nothing and leaves nothing behind."""
+    try:
+        _check_results_out(out)
+    except OSError as e:
+        raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
+
+
+def check_file_out(out: str, what: str = "file") -> None:
+    """Refuse an --out that names no file, names a folder, or cannot be written (checked before
+    any work)."""
+    try:
+        path = Path(out)
+        if not out.strip() or path.name in ("", ".", ".."):
+            raise InputError("--out", out, f"name a {what} to write")
+        if path.exists() and not path.is_file():
+            raise InputError("--out", out, f"exists and is not a file; name a {what}")
+        writable_parent(out)
+    except OSError as e:
+        raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
+
+
+def writable_parent(out: str) -> None:
+    """Refuse ``out`` unless its nearest existing ancestor is a folder this process may write."""
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists() and not parent.is_symlink():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError("--out", out, f"{parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError("--out", out, f"cannot write in {parent} (permission denied)")
+
+
+def _check_results_out(out: str) -> None:
     if not out.strip():
         raise InputError("--out", "", "name a results folder")
     path = Path(out)
@@ -72,3 +135,4 @@ def check_results_out(out: str) -> None:
             raise InputError(
                 "--out", out, "exists and is not a results folder of fmplex-sim; refusing to replace it"
             )
+    writable_parent(out)

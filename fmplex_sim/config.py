@@ -29,6 +29,11 @@ PLACEMENTS = ("spatial", "colocate", "fmplex")
 SCHEDULER_NAMES = ("fifo", "rr", "wfq", "vtc", "bfq")
 MAX_GPUS = 4096  # guard against a typo allocating per-device state for millions of devices
 MAX_EXPECTED_REQUESTS = 50_000_000  # guard against a rate or duration that cannot fit in memory
+MAX_CV = 1000.0  # inter-arrival CV (and a trace's burstiness scale); past it Gamma draws degenerate
+MAX_RATE_SCALE = 1e6  # a trace's time compression; past it arrival gaps underflow to zero
+MAX_TASKS = 100_000  # tasks one run may make from templates
+MAX_ONOFF_CYCLES = 10_000_000  # ON/OFF cycles in one task's stream (each is kept in memory)
+MAX_CONFIG_BYTES = 64 * 2**20  # a config file larger than this is not one
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,12 @@ class SystemConfig:
     light_first: bool = False  # bfq: rank by virtual deadline, short batches for newly backlogged tasks
 
     def scheduler_options(self) -> dict:
-        """Keyword arguments for :func:`~fmplex_sim.policies.scheduling.make_scheduler`."""
+        """Keyword arguments for :func:`~fmplex_sim.policies.scheduling.make_scheduler`.
+
+        ``light_first`` goes to bfq only: a config that sets it can still be compared under
+        systems with other schedulers (``with_system``), which do not have it."""
         opts: dict = dict(cross_task=self.cross_task, max_wait_s=self.max_wait_ms / 1000.0)
-        if self.light_first:
+        if self.light_first and self.scheduler == "bfq":
             opts["light_first"] = True
         return opts
 
@@ -190,6 +198,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     p = Path(path)
     src = str(path)
     try:
+        if p.exists() and not p.is_dir() and not p.is_file():
+            raise InputError(src, "", "is not a regular file (a device, pipe or socket?)")
+        if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES:
+            raise InputError(src, "", f"is {p.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(src, "", "no such file") from None
@@ -402,6 +414,13 @@ def _check_volume(tasks: tuple[TaskSpec, ...], duration: float, c: _Ctx) -> None
     for i, t in enumerate(tasks):
         active = max(0.0, min(duration, t.end_s if t.end_s is not None else duration) - t.start_s)
         n = t.arrival.rate_rps * active
+        a = t.arrival
+        if a.process == "onoff" and a.rate_rps > 0 and active / (a.on_s + a.off_s) > MAX_ONOFF_CYCLES:
+            raise c.err(
+                f"tasks[{i}].arrival.on_s",
+                f"on_s + off_s = {a.on_s + a.off_s:g} s cuts {active:g} s into about "
+                f"{active / (a.on_s + a.off_s):.3g} cycles (at most {MAX_ONOFF_CYCLES:,}); lengthen on_s or off_s",
+            )
         if n > MAX_EXPECTED_REQUESTS:
             raise c.err(
                 f"tasks[{i}].arrival.rate_rps",
@@ -681,7 +700,7 @@ def _arrival(v: Any, c: _Ctx, where: str) -> ArrivalSpec:
     return ArrivalSpec(
         process=process,
         rate_rps=_num(v.get("rate_rps", 1.0), c, f"{where}.rate_rps", lo=0.0),
-        cv=_num(v.get("cv", 1.0), c, f"{where}.cv", positive=True),
+        cv=_num(v.get("cv", 1.0), c, f"{where}.cv", positive=True, hi=MAX_CV),
         on_s=_num(v.get("on_s", 10.0), c, f"{where}.on_s", positive=True),
         off_s=_num(v.get("off_s", 10.0), c, f"{where}.off_s", lo=0.0),
         amplitude=amplitude,
@@ -737,8 +756,8 @@ def _workload(v: Any, c: _Ctx) -> WorkloadSpec:
         _known(tv, c, "workload.tasks", {"count", "popularity", "map_backbones"})
         if "count" in tv:
             count = _int(tv["count"], c, "workload.tasks.count", lo=1)
-            if count > 100_000:
-                raise c.err("workload.tasks.count", f"at most 100000 tasks, got {count}")
+            if count > MAX_TASKS:
+                raise c.err("workload.tasks.count", f"at most {MAX_TASKS} tasks, got {count}")
         pop = tv.get("popularity", "uniform")
         if pop != "uniform":
             if not isinstance(pop, dict) or set(pop) != {"zipf"}:
@@ -771,8 +790,9 @@ def _workload(v: Any, c: _Ctx) -> WorkloadSpec:
         zipf=zipf,
         map_backbones=map_bb,
         total_rps=total,
-        rate_scale=_num(v.get("rate_scale", 1.0), c, "workload.rate_scale", positive=True),
-        burstiness_scale=_num(v.get("burstiness_scale", 1.0), c, "workload.burstiness_scale", positive=True),
+        rate_scale=_num(v.get("rate_scale", 1.0), c, "workload.rate_scale", positive=True, hi=MAX_RATE_SCALE),
+        burstiness_scale=_num(v.get("burstiness_scale", 1.0), c, "workload.burstiness_scale", positive=True,
+                              hi=MAX_CV),
         window_start_s=start,
         window_duration_s=dur,
         max_requests=None if mr is None else _int(mr, c, "workload.max_requests", lo=1),
@@ -818,7 +838,8 @@ def _known(v: dict, c: _Ctx, where: str, allowed: set[str]) -> None:
             raise c.err(path, f"unknown key (known: {', '.join(sorted(allowed))})")
 
 
-def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool = False) -> float:
+def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool = False,
+         hi: float | None = None) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise c.err(where, f"must be a number, got {_kind(v)}")
     try:
@@ -831,6 +852,8 @@ def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool
         raise c.err(where, f"must be > 0, got {v}")
     if lo is not None and x < lo:
         raise c.err(where, f"must be >= {lo:g}, got {v}")
+    if hi is not None and x > hi:
+        raise c.err(where, f"must be at most {hi:g}, got {_show(v)}")
     return x
 
 

@@ -57,8 +57,9 @@ def arrival_times(
     out: list[np.ndarray] = []
     t = start_s
     while True:
-        # Draw in chunks sized to overshoot the window with high probability.
-        n = int(expected + 6.0 * np.sqrt(expected) * max(1.0, spec.cv) + 16)
+        # Draw in chunks sized to overshoot the window with high probability (at most a few
+        # times the expected count: a bursty process may need more chunks, never a huge one).
+        n = int(min(expected + 6.0 * np.sqrt(expected) * max(1.0, spec.cv), 4.0 * expected + 1e5)) + 16
         times = t + np.cumsum(interarrivals(spec, n, rng))
         inside = times[times < end_s]
         out.append(inside)

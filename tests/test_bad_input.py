@@ -734,3 +734,142 @@ def test_replay_and_profile_refuse_bad_input_before_importing_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["2", "2", "False"], done.stderr
     assert len(done.stderr.splitlines()) == 2 and "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------- found by an audit
+# Each case gave a traceback, exhausted memory or hung before its fix: a hand-written adversarial
+# pass over every command, kept here as explicit examples.
+def _cfg_with(d: Path, raw: dict) -> Path:
+    p = d / "c.yaml"
+    p.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize("path,value,where", [
+    (T(0, "arrival", "cv"), 1e30, "tasks[0].arrival.cv"),  # chunk of 1e31 gaps: numpy refused the size
+    (T(0, "arrival", "cv"), 1e308, "tasks[0].arrival.cv"),  # chunk size inf: OverflowError
+    (T(2, "arrival", "on_s"), 1e-9, "tasks[2].arrival.on_s"),  # a billion ON/OFF cycles: memory exhausted
+])
+def test_arrival_parameters_that_cannot_be_generated_are_refused(path, value, where):
+    raw = mutated(path, value)
+    if path[-1] == "on_s":
+        _parent(raw, path)["off_s"] = 1e-9
+    with workdir() as d:
+        cfg = _cfg_with(d, raw)
+        assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), where, out=d / "res" / "r")
+
+
+def test_compare_keeps_light_first_for_bfq_systems_only():
+    """light_first is a bfq option: comparing a config that sets it under fifo systems ran into
+    FifoScheduler(light_first=...)."""
+    with workdir() as d:
+        rc, out, err = call(sim_main, ["compare", _cfg_with(d, BASE), "--out", d / "res" / "c",
+                                       "--systems", "fmplex,spatial,colocate"])
+        assert rc == 0, err
+
+
+@pytest.mark.parametrize("command", ["run", "isolation", "replay", "validate"])
+@pytest.mark.parametrize("where", ["long-name", "under-a-file", "dot"])
+def test_unusable_out_is_refused_before_any_work(command, where):
+    with workdir() as d:
+        (d / "res" / "afile").write_text("keep me")
+        out = {"long-name": str(d / "res" / ("x" * 300)), "under-a-file": str(d / "res" / "afile" / "sub"),
+               "dot": "."}[where]
+        main = exec_main if command in ("replay", "validate") else sim_main
+        extra = ["--noisy", "a"] if command == "isolation" else ["--rounds", "1", "--systems", "fmplex"] \
+            if command == "validate" else []
+        rc, stdout, stderr = call(main, [command, _cfg_with(d, BASE), "--out", out, *extra])
+        assert_refused((rc, stdout, stderr), "--out")
+        assert (d / "res" / "afile").read_text() == "keep me"
+        assert sorted(p.name for p in (d / "res").iterdir()) == ["afile"]
+
+
+def test_out_in_a_read_only_folder_is_refused_before_any_work():
+    """As root, the command runs with the permission-override capability dropped (setpriv), as a
+    user without it would. Before the fix, a harness replay ran its models, then failed."""
+    with workdir() as d:
+        ro = d / "res" / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        cmd = [str(Path(sys.executable).with_name("fmplex-sim")), "run", str(_cfg_with(d, BASE)), "--out", str(ro / "r")]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                   "--bounding-set=-dac_override,-dac_read_search", *cmd]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except FileNotFoundError:
+            pytest.skip("setpriv is not installed")
+        ro.chmod(0o755)
+        assert_refused((p.returncode, p.stdout, p.stderr), "--out", "permission denied")
+        assert list(ro.iterdir()) == []
+
+
+def test_validate_refuses_an_empty_profile_name_before_profiling():
+    with workdir() as d:
+        out = d / "res" / "v"
+        assert_refused(call(exec_main, ["validate", _cfg_with(d, BASE), "--profile", "", "--out", out]), "--profile", out=out)
+
+
+def test_profile_on_cuda_without_cuda_is_refused():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with workdir() as d:
+        out = d / "res" / "p.csv"
+        assert_refused(call(exec_main, ["profile", "--backbone", "minilm-l6", "--device", "cuda", "--out", out]),
+                       "--device", out=out)
+
+
+def test_profile_csv_with_an_oversized_field_names_its_line():
+    good = (Path(__file__).resolve().parents[1] / "profiles" / "cpu-2core" / "minilm-l6.csv").read_text()
+    with workdir() as d:
+        prof = d / "huge.csv"
+        lines = good.splitlines()
+        i = next(k for k, line in enumerate(lines) if line.startswith("forward"))
+        lines[i] = lines[i] + ',"' + "9" * 200_000 + '"'
+        prof.write_text("\n".join(lines) + "\n")
+        raw = copy.deepcopy(BASE)
+        raw["latency_model"] = {"profile": str(prof)}
+        out = d / "res" / "r"
+        assert_refused(call(sim_main, ["run", _cfg_with(d, raw), "--out", out]), f"huge.csv:{i + 1}", out=out)
+
+
+@pytest.mark.parametrize("option", [["--burstiness-scale", "1e300"], ["--rate-scale", "1e300"], ["--tasks", "1000000000"]])
+def test_trace_convert_refuses_shaping_it_cannot_do(option):
+    with workdir() as d:
+        trace = d / "t.csv"
+        trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                         + "".join(f"2023-11-16 18:15:{s:02d}.000000,10,1\n" for s in range(40)))
+        out = d / "res" / "o.csv"
+        assert_refused(call(sim_main, ["trace", "convert", trace, "--format", "azure", "--out", out, *option]),
+                       option[0], out=out)
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused():
+    with workdir() as d:
+        out = d / "res" / "r"
+        assert_refused(call(sim_main, ["run", "/dev/zero", "--out", out]), "/dev/zero", "regular file", out=out)
+
+
+def test_sigterm_leaves_no_results_behind(tmp_path):
+    """SIGTERM mid-run unwinds like Ctrl-C: one line, status 143, no results folder, no temporary one."""
+    import signal
+    import time
+
+    raw = copy.deepcopy(BASE)
+    raw.update(duration_s=300, drain_s=0)
+    raw["tasks"] = [dict(raw["tasks"][0], end_s=None, arrival={"process": "poisson", "rate_rps": 10000.0})]
+    del raw["tasks"][0]["end_s"]
+    cfg = _cfg_with(tmp_path, raw)
+    (tmp_path / "res").mkdir()
+    out = tmp_path / "res" / "r"
+    p = subprocess.Popen([str(Path(sys.executable).with_name("fmplex-sim")), "run", str(cfg), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)  # imports, then well into the 3 million requests
+    assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143, stderr
+    assert stderr.count("\n") == 1 and "terminated" in stderr and "Traceback" not in stderr
+    assert list((tmp_path / "res").iterdir()) == []

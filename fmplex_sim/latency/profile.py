@@ -253,7 +253,10 @@ def read_profile(path: str | Path) -> list[ProfileRow]:
         last = line
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
-        cells = [c.strip() for c in next(csv.reader([raw]))]
+        try:
+            cells = [c.strip() for c in next(csv.reader([raw]))]
+        except csv.Error as e:
+            raise ValueError(f"{path}:{line}: not a CSV row ({e})") from None
         if header is None:
             missing = [c for c in COLUMNS if c not in cells]
             if missing:
