@@ -116,8 +116,8 @@ def cmd_convert(args) -> int:
 
     for opt, x, hi in (("--rate-scale", args.rate_scale, MAX_RATE_SCALE),
                        ("--burstiness-scale", args.burstiness_scale, MAX_CV)):
-        if not (math.isfinite(x) and 0 < x <= hi):
-            raise InputError(opt, str(x), f"must be a number > 0 and at most {hi:g}")
+        if not (math.isfinite(x) and 1 / hi <= x <= hi):
+            raise InputError(opt, str(x), f"must be from {1 / hi:g} to {hi:g}")
     if args.zipf is not None and not (math.isfinite(args.zipf) and args.zipf >= 0):
         raise InputError("--zipf", str(args.zipf), "must be a finite number >= 0")
     if args.max_requests is not None and args.max_requests < 1:

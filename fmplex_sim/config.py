@@ -30,7 +30,8 @@ SCHEDULER_NAMES = ("fifo", "rr", "wfq", "vtc", "bfq")
 MAX_GPUS = 4096  # guard against a typo allocating per-device state for millions of devices
 MAX_EXPECTED_REQUESTS = 50_000_000  # guard against a rate or duration that cannot fit in memory
 MAX_CV = 1000.0  # inter-arrival CV (and a trace's burstiness scale); past it Gamma draws degenerate
-MAX_RATE_SCALE = 1e6  # a trace's time compression; past it arrival gaps underflow to zero
+MAX_RATE_SCALE = 1e6  # a trace's time compression (or, inverted, stretch); past it gaps under- or overflow
+MIN_WEIGHT = 1e-6  # task weights lie in [MIN_WEIGHT, 1 / MIN_WEIGHT]; past them fairness metrics overflow
 MAX_TASKS = 100_000  # tasks one run may make from templates
 MAX_ONOFF_CYCLES = 10_000_000  # ON/OFF cycles in one task's stream (each is kept in memory)
 MAX_CONFIG_BYTES = 64 * 2**20  # a config file larger than this is not one
@@ -511,9 +512,13 @@ def _latency(v: Any, c: _Ctx) -> LatencyConfig:
 def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemConfig:
     max_slices = DEVICES[device].max_slices
     if isinstance(v, str):
-        if v not in SYSTEM_PRESETS:
-            raise c.err(where, f"unknown system {v!r} (known: {', '.join(SYSTEM_PRESETS)})")
-        return SystemConfig(name=v, slices_per_gpu=max_slices, **SYSTEM_PRESETS[v])
+        if v in SYSTEM_PRESETS:
+            return SystemConfig(name=v, slices_per_gpu=max_slices, **SYSTEM_PRESETS[v])
+        placement, _, scheduler = v.partition("-")
+        if placement not in PLACEMENTS or scheduler not in SCHEDULER_NAMES:
+            raise c.err(where, f"unknown system {v!r} (use {', '.join(SYSTEM_PRESETS)} or "
+                        "PLACEMENT-SCHEDULER, e.g. fmplex-wfq)")
+        return SystemConfig(name=v, slices_per_gpu=max_slices, placement=placement, scheduler=scheduler)
     if not isinstance(v, dict):
         raise c.err(where, f"must be a system name or a mapping, got {_kind(v)}")
     _known(v, c, where, set(SystemConfig.__dataclass_fields__))
@@ -622,7 +627,7 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
         name=name,
         backbone=bb,
         extensions=exts,
-        weight=_num(v.get("weight", 1.0), c, f"{where}.weight", positive=True),
+        weight=_num(v.get("weight", 1.0), c, f"{where}.weight", positive=True, lo=MIN_WEIGHT, hi=1 / MIN_WEIGHT),
         slo_ms=_num(v.get("slo_ms", 100.0), c, f"{where}.slo_ms", positive=True),
         input_len=input_len,
         output_len=output_len,
@@ -700,7 +705,7 @@ def _arrival(v: Any, c: _Ctx, where: str) -> ArrivalSpec:
     return ArrivalSpec(
         process=process,
         rate_rps=_num(v.get("rate_rps", 1.0), c, f"{where}.rate_rps", lo=0.0),
-        cv=_num(v.get("cv", 1.0), c, f"{where}.cv", positive=True, hi=MAX_CV),
+        cv=_num(v.get("cv", 1.0), c, f"{where}.cv", positive=True, lo=1 / MAX_CV, hi=MAX_CV),
         on_s=_num(v.get("on_s", 10.0), c, f"{where}.on_s", positive=True),
         off_s=_num(v.get("off_s", 10.0), c, f"{where}.off_s", lo=0.0),
         amplitude=amplitude,
@@ -790,9 +795,10 @@ def _workload(v: Any, c: _Ctx) -> WorkloadSpec:
         zipf=zipf,
         map_backbones=map_bb,
         total_rps=total,
-        rate_scale=_num(v.get("rate_scale", 1.0), c, "workload.rate_scale", positive=True, hi=MAX_RATE_SCALE),
+        rate_scale=_num(v.get("rate_scale", 1.0), c, "workload.rate_scale", positive=True,
+                        lo=1 / MAX_RATE_SCALE, hi=MAX_RATE_SCALE),
         burstiness_scale=_num(v.get("burstiness_scale", 1.0), c, "workload.burstiness_scale", positive=True,
-                              hi=MAX_CV),
+                              lo=1 / MAX_CV, hi=MAX_CV),
         window_start_s=start,
         window_duration_s=dur,
         max_requests=None if mr is None else _int(mr, c, "workload.max_requests", lo=1),

@@ -17,3 +17,7 @@ class InputError(Exception):
         parts = [p for p in (source, where, problem) if p]
         # One line whatever the parts hold (a key or file name may carry \r, \x85, \u2028, ...).
         super().__init__(" ".join(": ".join(parts).splitlines()))
+
+    def __reduce__(self):
+        # Rebuilt from its three parts, so it crosses a process pool (a sweep's workers) intact.
+        return (self.__class__, (self.source, self.where, self.problem))

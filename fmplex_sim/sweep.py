@@ -204,7 +204,18 @@ def load_sweep(path: str | Path) -> Sweep:
 
 # ----------------------------------------------------------------------------- the folder
 def check_sweep_out(out: str) -> None:
-    """Refuse an --out that is neither new, empty, nor a sweep folder (which is resumed)."""
+    """Refuse an --out that is neither new, empty, nor a sweep folder (which is resumed), or that
+    cannot be written."""
+    from fmplex_sim.clitools import writable_parent
+
+    try:
+        _check_sweep_out(out)
+        writable_parent(out)
+    except OSError as e:
+        raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
+
+
+def _check_sweep_out(out: str) -> None:
     path = Path(out)
     if not out.strip():
         raise InputError("--out", "", "name a sweep folder")

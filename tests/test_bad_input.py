@@ -749,6 +749,8 @@ def _cfg_with(d: Path, raw: dict) -> Path:
     (T(0, "arrival", "cv"), 1e30, "tasks[0].arrival.cv"),  # chunk of 1e31 gaps: numpy refused the size
     (T(0, "arrival", "cv"), 1e308, "tasks[0].arrival.cv"),  # chunk size inf: OverflowError
     (T(2, "arrival", "on_s"), 1e-9, "tasks[2].arrival.on_s"),  # a billion ON/OFF cycles: memory exhausted
+    (T(0, "arrival", "cv"), 1e-300, "tasks[0].arrival.cv"),  # Gamma shape 1/cv^2: ZeroDivisionError
+    (T(0, "weight"), 1e-200, "tasks[0].weight"),  # Jain's index overflowed to NaN under load
 ])
 def test_arrival_parameters_that_cannot_be_generated_are_refused(path, value, where):
     raw = mutated(path, value)
@@ -769,19 +771,24 @@ def test_compare_keeps_light_first_for_bfq_systems_only():
 
 
 @pytest.mark.parametrize("command", ["run", "isolation", "replay", "validate"])
-@pytest.mark.parametrize("where", ["long-name", "under-a-file", "dot"])
-def test_unusable_out_is_refused_before_any_work(command, where):
+@pytest.mark.parametrize("where", ["long-name", "under-a-file", "dot", "a-file", "data-folder"])
+def test_unusable_out_is_refused_before_any_work(command, where, monkeypatch):
+    """validate replaced an existing file or a folder of other data with its results."""
     with workdir() as d:
+        monkeypatch.chdir(d)  # "." is the scratch folder, whatever the command does with it
         (d / "res" / "afile").write_text("keep me")
+        (d / "res" / "data").mkdir()
+        (d / "res" / "data" / "mine.txt").write_text("keep me too")
         out = {"long-name": str(d / "res" / ("x" * 300)), "under-a-file": str(d / "res" / "afile" / "sub"),
-               "dot": "."}[where]
+               "dot": ".", "a-file": str(d / "res" / "afile"), "data-folder": str(d / "res" / "data")}[where]
         main = exec_main if command in ("replay", "validate") else sim_main
         extra = ["--noisy", "a"] if command == "isolation" else ["--rounds", "1", "--systems", "fmplex"] \
             if command == "validate" else []
         rc, stdout, stderr = call(main, [command, _cfg_with(d, BASE), "--out", out, *extra])
         assert_refused((rc, stdout, stderr), "--out")
         assert (d / "res" / "afile").read_text() == "keep me"
-        assert sorted(p.name for p in (d / "res").iterdir()) == ["afile"]
+        assert (d / "res" / "data" / "mine.txt").read_text() == "keep me too"
+        assert sorted(p.name for p in (d / "res").iterdir()) == ["afile", "data"]
 
 
 def test_out_in_a_read_only_folder_is_refused_before_any_work():
@@ -873,3 +880,44 @@ def test_sigterm_leaves_no_results_behind(tmp_path):
     assert p.returncode == 143, stderr
     assert stderr.count("\n") == 1 and "terminated" in stderr and "Traceback" not in stderr
     assert list((tmp_path / "res").iterdir()) == []
+
+
+def test_a_system_named_placement_scheduler_is_accepted_as_the_readme_says():
+    raw = copy.deepcopy(BASE)
+    raw["system"] = "fmplex-wfq"
+    with workdir() as d:
+        rc, out, err = call(sim_main, ["run", _cfg_with(d, raw), "--out", d / "res" / "r"])
+        assert rc == 0, err
+        assert json.loads((d / "res" / "r" / "summary.json").read_text())["system"]["scheduler"] == "wfq"
+
+
+def test_a_trace_spanning_centuries_is_refused():
+    """1e300 s timestamps overflowed the trace's statistics into inf, which no JSON can hold."""
+    with workdir() as d:
+        trace = d / "t.csv"
+        trace.write_text("arrival_s,task,input_len\n0,a,3\n1e300,a,4\n")
+        assert_refused(call(sim_main, ["trace", "info", trace, "--format", "native"]), str(trace), "31 years")
+
+
+def test_input_errors_cross_a_sweeps_process_pool():
+    """A point whose trace is malformed fails in a worker process; its InputError used to break
+    the pool (it could not be rebuilt there) and surface as a traceback."""
+    with workdir() as d:
+        trace = d / "t.csv"
+        trace.write_text("arrival_s,task,input_len\n2,a,3\n1,a,4\n")  # native traces must not go back in time
+        raw = {"seed": 1, "cluster": {"device": "H100-80GB", "gpus": 1}, "latency_model": "roofline",
+               "workload": {"trace": {"format": "native", "path": str(trace)}},
+               "tasks": [{"name": "t", "backbone": "bert-base"}]}
+        base = _cfg_with(d, raw)
+        sweep = d / "s.yaml"
+        sweep.write_text(yaml.safe_dump({"base": str(base), "grid": {"seed": [1, 2]}}))
+        rc, out, err = call(sim_main, ["sweep", sweep, "--out", d / "res" / "s", "--workers", "2"])
+        assert "Traceback" not in err and rc == 2, err
+        assert len(err.splitlines()) == 1 and str(trace) in err
+
+
+def test_sweep_refuses_an_out_name_too_long():
+    with workdir() as d:
+        sweep = d / "s.yaml"
+        sweep.write_text(yaml.safe_dump({"base": str(_cfg_with(d, BASE)), "grid": {"seed": [1]}}))
+        assert_refused(call(sim_main, ["sweep", sweep, "--out", d / "res" / ("x" * 300)]), "--out")

@@ -237,8 +237,18 @@ class InstanceCost:
         return self.lora_rank is not None
 
     def add_task(self, task: TaskSpec) -> None:
+        replaced = task.name in self.tasks
         self.tasks[task.name] = task
-        self._resident_changed()
+        if replaced:
+            self._resident_changed()
+            return
+        # A new task can only lower the smallest rank: no rescan (placing 100k tasks one by one
+        # must not be quadratic).
+        self._cache.clear()
+        ranks = [e.rank for e in task.extensions if e.kind == "lora"]
+        if ranks:
+            low = min(ranks)
+            self.lora_rank = low if self.lora_rank is None else min(self.lora_rank, low)
 
     def remove_task(self, name: str) -> None:
         self.tasks.pop(name, None)

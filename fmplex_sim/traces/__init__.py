@@ -38,6 +38,9 @@ __all__ = ["TRACE_FORMATS", "Trace", "load_trace", "shape_trace", "trace_workloa
 _SHAPING_STREAM = 0x7ACE  # second word of the seed of the shaping random stream
 
 
+MAX_SPAN_S = 1e9  # a trace spanning more is a unit mistake, and its gaps' statistics overflow
+
+
 def load_trace(fmt: str, path: str, *, seed: int = 0, window: tuple[float, float | None] | None = None,
                input_len: int | None = None) -> Trace:
     """Read ``path`` with the loader ``fmt``. Raises InputError for a bad file.
@@ -49,7 +52,11 @@ def load_trace(fmt: str, path: str, *, seed: int = 0, window: tuple[float, float
         raise InputError(path, "input_len", f"only servegen traces take an input length; {fmt} traces carry their own")
     load = TRACE_FORMATS.get(fmt)
     kwargs = {} if input_len is None else {"input_len": input_len}
-    return load(path, seed=seed, window=window, **kwargs)
+    trace = load(path, seed=seed, window=window, **kwargs)
+    if len(trace) and float(trace.arrival_s[-1] - trace.arrival_s[0]) > MAX_SPAN_S:
+        raise InputError(path, "", f"spans {float(trace.arrival_s[-1] - trace.arrival_s[0]):.3g} s from its first "
+                         f"request to its last; at most {MAX_SPAN_S:g} s (about 31 years): are its times in seconds?")
+    return trace
 
 
 def shape_trace(trace: Trace, *, n_tasks: int, rng: np.random.Generator, zipf: float | None = None,
