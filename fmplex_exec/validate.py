@@ -88,15 +88,21 @@ def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
     from fmplex_sim.catalog import get_backbone, get_device
     from fmplex_sim.latency.profile import ProfileModel
 
-    if not Path(path).is_file():
-        raise InputError("--profile", path, "no such file")
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("--profile", path, "is a folder, not a profile CSV" if p.is_dir() else "no such file")
     try:
         pm = ProfileModel(path)
         dev = get_device(sim_device)
         for bb in {t.backbone for t in cfg.tasks}:
             pm.backbone_s(get_backbone(bb), dev, 1, 1)
+    except UnicodeDecodeError as e:
+        raise InputError("--profile", path, f"not a UTF-8 text file (byte {e.start}); is it binary?") from None
     except (ValueError, KeyError) as e:
-        raise InputError("--profile", path, str(e).strip("'\"")) from None
+        msg = str(e).strip("'\"")
+        if msg.startswith(f"{path}:"):  # the reader names the file and line itself
+            raise InputError("--profile", "", msg) from None
+        raise InputError("--profile", path, msg) from None
 
 
 def _summary_line(name: str, entry: dict) -> str:

@@ -198,6 +198,8 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read ``path``, apply ``key=value`` overrides, validate. Raises InputError."""
     p = Path(path)
     src = str(path)
+    if not src.strip():
+        raise InputError("CONFIG", "", "name a config file (got an empty path)")
     try:
         if p.exists() and not p.is_dir() and not p.is_file():
             raise InputError(src, "", "is not a regular file (a device, pipe or socket?)")
@@ -830,6 +832,14 @@ def expand_tasks(
 
 
 # ----------------------------------------------------------------------------- scalars
+def _yaml_number(text: str) -> str:
+    """``text`` (a float Python reads but YAML 1.1 does not, like 1e3) as YAML reads a number."""
+    mantissa, e, exp = text.strip().lower().partition("e")
+    if e and "." not in mantissa:
+        return f"{mantissa}.0e{exp}"
+    return text.strip()
+
+
 def _kind(v: Any) -> str:
     if v is None:
         return "nothing"
@@ -847,7 +857,14 @@ def _known(v: dict, c: _Ctx, where: str, allowed: set[str]) -> None:
 def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool = False,
          hi: float | None = None) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise c.err(where, f"must be a number, got {_kind(v)}")
+        hint = ""
+        if isinstance(v, str):
+            try:
+                float(v)
+                hint = f" (YAML reads {v} as text: write it with a dot, e.g. {_yaml_number(v)})"
+            except ValueError:
+                pass
+        raise c.err(where, f"must be a number, got {_kind(v)}{hint}")
     try:
         x = float(v)
     except OverflowError:  # an integer beyond the float range

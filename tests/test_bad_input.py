@@ -921,3 +921,16 @@ def test_sweep_refuses_an_out_name_too_long():
         sweep = d / "s.yaml"
         sweep.write_text(yaml.safe_dump({"base": str(_cfg_with(d, BASE)), "grid": {"seed": [1]}}))
         assert_refused(call(sim_main, ["sweep", sweep, "--out", d / "res" / ("x" * 300)]), "--out")
+
+
+def test_a_number_yaml_reads_as_text_gets_a_hint():
+    with workdir() as d:
+        cfg = d / "c.yaml"
+        cfg.write_text(yaml.safe_dump(BASE, sort_keys=False).replace("duration_s: 1\n", "duration_s: 1e3\n"))
+        line = assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "duration_s")
+        assert "1.0e3" in line
+
+
+def test_an_empty_config_path_is_named():
+    with workdir() as d:
+        assert_refused(call(sim_main, ["run", "", "--out", d / "res" / "r"]), "CONFIG", "empty path")

@@ -264,3 +264,19 @@ def test_servegen_info_reports_recorded_totals_without_generating(traces, capsys
                  "--window-start", "36000", "--window-duration", "60"]) == 0
     w = json.loads(capsys.readouterr().out)
     assert "generated" not in w and w["tasks"] == 43 and w["requests"] > 0
+
+
+def test_a_trace_run_over_its_own_span_keeps_its_last_request(tmp_path):
+    """With duration_s left to the trace, the window is the trace's span, last request included
+    (it was dropped: the window was half-open at the last arrival)."""
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.run import prepare
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,task,input_len\n0,a,3\n1,a,4\n2,a,4\n")
+    raw = {"seed": 1, "workload": {"trace": {"format": "native", "path": str(trace)}},
+           "tasks": [{"name": "a", "backbone": "bert-base"}]}
+    cfg, wl, _ = prepare(parse_config(raw, "t.yaml"))
+    assert len(wl) == 3 and cfg.duration_s == 2.0
+    raw["duration_s"] = 2.0  # a window the user sets stays half-open
+    assert len(prepare(parse_config(raw, "t.yaml"))[1]) == 2

@@ -128,8 +128,12 @@ def trace_workload(cfg: RunConfig) -> tuple[RunConfig, Workload, dict]:
         template_of = _templates_by_base_model(tr, cfg.templates)
         template_of += [k % len(cfg.templates) for k in range(len(template_of), n_tasks)]
         tasks = expand_tasks(cfg.templates, replace(spec, task_count=n_tasks), template_of)
-    duration = cfg.duration_s if cfg.duration_s is not None else max(tr.duration_s, 1e-3)
-    keep = tr.arrival_s < duration
+    if cfg.duration_s is None:  # the trace's own span: its last request is in it
+        duration = max(tr.duration_s, 1e-3)
+        keep = tr.arrival_s <= duration
+    else:
+        duration = cfg.duration_s
+        keep = tr.arrival_s < duration
     if not keep.all():
         tr = tr.take(keep)
     # Trace task k is the run's task k.
