@@ -82,7 +82,7 @@ def cmd_run(args) -> int:
 def system_names(arg: str | None, default, cfg) -> list[str]:
     """The systems ``--systems`` names (comma-separated), else ``default``; every name is
     validated against ``cfg`` before any work."""
-    names = [s.strip() for s in (arg or ",".join(default)).split(",") if s.strip()]
+    names = [s.strip() for s in (",".join(default) if arg is None else arg).split(",") if s.strip()]
     if not names:
         raise InputError("--systems", "", "name at least one system")
     if len(set(names)) != len(names):

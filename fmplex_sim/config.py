@@ -538,6 +538,11 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
         raise c.err(f"{where}.scheduler", f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULER_NAMES)})")
     if name is None:
         name = placement if scheduler == SYSTEM_PRESETS[placement]["scheduler"] else f"{placement}-{scheduler}"
+    elif name in SYSTEM_PRESETS and (placement, scheduler) != tuple(SYSTEM_PRESETS[name].values()):
+        preset = SYSTEM_PRESETS[name]
+        raise c.err(f"{where}.name", f"{name!r} is the preset {preset['placement']} placement with "
+                    f"{preset['scheduler']}, not {placement} with {scheduler}; results would carry the "
+                    "wrong label: choose another name")
     cross = v.get("cross_task")
     if cross is not None and not isinstance(cross, bool):
         raise c.err(f"{where}.cross_task", f"must be true or false, got {cross!r}")

@@ -934,3 +934,27 @@ def test_a_number_yaml_reads_as_text_gets_a_hint():
 def test_an_empty_config_path_is_named():
     with workdir() as d:
         assert_refused(call(sim_main, ["run", "", "--out", d / "res" / "r"]), "CONFIG", "empty path")
+
+
+def test_a_preset_name_on_another_placement_is_refused():
+    """`{name: spatial, placement: fmplex}` ran fmplex and labelled its results spatial."""
+    raw = copy.deepcopy(BASE)
+    raw["system"] = {"name": "spatial", "placement": "fmplex"}
+    with workdir() as d:
+        cfg = _cfg_with(d, raw)
+        assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "system.name")
+
+
+def test_compare_with_an_empty_systems_option_is_refused():
+    with workdir() as d:
+        assert_refused(call(sim_main, ["compare", _cfg_with(d, BASE), "--out", d / "res" / "r", "--systems", ""]),
+                       "--systems", out=d / "res" / "r")
+
+
+def test_a_huge_bad_field_is_not_echoed_whole():
+    with workdir() as d:
+        trace = d / "t.csv"
+        trace.write_text("arrival_s,task,input_len\n0,a,3\n1,a," + "x" * 2_000_000 + "\n")
+        rc, out, err = call(sim_main, ["trace", "info", trace, "--format", "native"])
+        assert_refused((rc, out, err), str(trace))
+        assert len(err) < 2000 and "characters)" in err
