@@ -35,7 +35,7 @@ from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
 from fmplex_sim.latency.base import InstanceCost, LatencyModel
-from fmplex_sim.metrics import Records, check_accounting, summarize
+from fmplex_sim.metrics import Records, check_accounting, expire_at_horizon, summarize
 from fmplex_sim.policies.placement import InstancePlan, make_placement
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
 from fmplex_sim.policies.scheduling.base import charge_shares
@@ -330,6 +330,7 @@ class Runtime:
                           batch_id=self.batch_of.copy(), instances=tuple(w.plan.id for w in workers),
                           instance=self.inst_of.copy(), reason=list(self.reason))
             service = dict(self.service)
+        expire_at_horizon(rec, self.queue_limit_s, horizon)
         # Past it no batch starts (_serve); the one running is waited for, so that no forward
         # outlives run() and slows what the process does next (another replay, its exit).
         self._stop.set()

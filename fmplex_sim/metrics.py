@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +47,23 @@ class Records:
         st[np.asarray([bool(r) for r in self.reason], dtype=bool)] = 1
         st[np.isfinite(self.finish_s)] = 0
         return st
+
+
+def expire_at_horizon(rec: Records, limit_s: Mapping[str, float], horizon_s: float) -> None:
+    """Mark as rejected (``queue_timeout``) every request that never started and, at the
+    horizon, had waited past its task's limit (``arrival_s + limit < horizon``).
+
+    Engines drop expired requests when they pick a batch; a batch still running at the horizon
+    would otherwise leave such requests ``unfinished`` although they could not start in time.
+    Both engines call this on their records before summarizing. ``limit_s``: task -> seconds."""
+    if not rec.task.shape[0]:
+        return
+    lim = np.array([limit_s.get(t, np.inf) for t in rec.tasks])[rec.task]
+    late = np.isnan(rec.start_s) & ~np.isfinite(rec.finish_s) & (rec.arrival_s + lim < horizon_s)
+    reason = rec.reason
+    for i in np.flatnonzero(late).tolist():
+        if not reason[i]:
+            reason[i] = "queue_timeout"
 
 
 _STATUS = (COMPLETED, REJECTED, UNFINISHED)

@@ -253,3 +253,23 @@ def test_task_queues_drop_every_expired_request_at_every_call(case, steps):
             gone |= {r.id for r in q.pop(task, 1)}
         assert q.total == sum(len(q[t]) for t in q.tasks())
         assert set(q.backlogged()) == {t for t in q.tasks() if q[t]}
+
+
+def test_requests_past_their_limit_at_the_horizon_are_rejected_not_unfinished():
+    """A request that never started and had already waited past its limit when the run ended
+    could not start in time: rejected (queue_timeout), even though no batch decision came
+    after its expiry to drop it (the last batch ran past the horizon)."""
+    raw = {"seed": 3, "duration_s": 1.0, "drain_s": 0, "cluster": {"device": "H100-80GB", "gpus": 1},
+           "latency_model": "roofline", "system": {"placement": "fmplex", "scheduler": "bfq", "max_batch": 8},
+           "tasks": [{"name": n, "backbone": "bert-base", "input_len": 128, "slo_ms": 50, "max_queue_ms": 5,
+                      "arrival": {"process": "poisson", "rate_rps": 20000.0}} for n in ("a", "b")]}
+    out = simulate(parse_config(raw, "overload.yaml"))
+    rec = out.records
+    waited_past = np.isnan(rec.start_s) & (rec.arrival_s + 0.005 < 1.0)
+    st = rec.status()
+    assert waited_past.any()
+    assert np.all(st[waited_past] == 1), int(np.sum(st[waited_past] == 2))
+    assert {rec.reason[i] for i in np.flatnonzero(waited_past & (st == 1))} == {"queue_timeout"}
+    # what was still within its limit at the horizon stays unfinished
+    assert np.all(st[np.isnan(rec.start_s) & (rec.arrival_s + 0.005 > 1.0)] == 2)
+    check_accounting(out.summary)
