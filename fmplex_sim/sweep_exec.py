@@ -103,6 +103,9 @@ def _pool_point(cfg: RunConfig, argv: list[str] | None) -> dict[str, bytes]:
 class Pool:
     """A local pool of ``workers`` processes (spawned, so nothing of this process leaks in)."""
 
+    #: seconds a terminated worker gets to unwind before it is killed
+    ABORT_GRACE_S = 10.0
+
     def __init__(self, workers: int, argv: list[str] | None) -> None:
         self.workers, self.argv = workers, argv
         self._ex: ProcessPoolExecutor | None = None
@@ -125,8 +128,16 @@ class Pool:
     def abort(self) -> None:
         if self._ex is None:
             return
-        for p in set(multiprocessing.active_children()) - self._before:
+        mine = set(multiprocessing.active_children()) - self._before
+        for p in mine:
             p.terminate()  # the executor has no public way to stop running work (before 3.14)
+        for p in mine:
+            # A worker that unwinds may still block on exit (a queue's feeder thread writing
+            # to a pipe nobody reads); past a grace period it is killed, so abort never hangs.
+            p.join(self.ABORT_GRACE_S)
+            if p.is_alive():
+                p.kill()
+                p.join()
         self._ex.shutdown(wait=True, cancel_futures=True)
         self._ex = None
 
