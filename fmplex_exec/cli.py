@@ -89,7 +89,7 @@ def _check_cuda(device: str) -> None:
             raise InputError("--device", "cuda", "no CUDA device is available here")
 
 
-def _write_replay(folder: Path, cfg, records, summary, info: dict, args, **engine) -> None:
+def _write_replay(folder: Path, cfg, records, summary, info: dict, args) -> None:
     """One replay's results folder: the simulator's schema plus the engine in provenance."""
     from fmplex_sim.metrics import write_requests_csv
     from fmplex_sim.results import provenance, write_json, write_yaml
@@ -97,7 +97,7 @@ def _write_replay(folder: Path, cfg, records, summary, info: dict, args, **engin
     folder.mkdir(parents=True, exist_ok=True)
     write_yaml(folder / "config.yaml", cfg.to_dict())
     prov = provenance(cfg.seed, summary["latency_model"], args.argv)
-    prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype, **engine}
+    prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype}
     write_json(folder / "provenance.json", prov)
     write_json(folder / "workload.json", info)
     write_requests_csv(folder / "requests.csv", records)

@@ -4,12 +4,13 @@ the exit-status contract (0 ok, 2 invalid input with one line on stderr, 130 int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from fmplex_sim.errors import InputError
 
@@ -87,8 +88,16 @@ def check_results_out(out: str) -> None:
     too long).
 
     Called before any work, so a bad --out costs nothing and leaves nothing behind."""
-    try:
+    with out_path_errors(out):
         _check_results_out(out)
+
+
+@contextlib.contextmanager
+def out_path_errors(out: str) -> Iterator[None]:
+    """Report an OSError from looking at the path ``out`` (a name too long, a loop of links)
+    as the user's mistake in --out."""
+    try:
+        yield
     except OSError as e:
         raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
 
@@ -96,15 +105,13 @@ def check_results_out(out: str) -> None:
 def check_file_out(out: str, what: str = "file") -> None:
     """Refuse an --out that names no file, names a folder, or cannot be written (checked before
     any work)."""
-    try:
+    with out_path_errors(out):
         path = Path(out)
         if not out.strip() or path.name in ("", ".", ".."):
             raise InputError("--out", out, f"name a {what} to write")
         if path.exists() and not path.is_file():
             raise InputError("--out", out, f"exists and is not a file; name a {what}")
         writable_parent(out)
-    except OSError as e:
-        raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
 
 
 def writable_parent(out: str) -> None:

@@ -37,6 +37,20 @@ MAX_ONOFF_CYCLES = 10_000_000  # ON/OFF cycles in one task's stream (each is kep
 MAX_CONFIG_BYTES = 64 * 2**20  # a config file larger than this is not one
 
 
+UNKNOWN_SYSTEM_HINT = f"use {', '.join(SYSTEM_PRESETS)} or PLACEMENT-SCHEDULER, e.g. fmplex-wfq"
+
+
+def system_parts(name: str) -> dict[str, str] | None:
+    """``{placement, scheduler}`` of a system name: a preset or ``PLACEMENT-SCHEDULER``; None
+    for anything else."""
+    if name in SYSTEM_PRESETS:
+        return dict(SYSTEM_PRESETS[name])
+    placement, _, scheduler = name.partition("-")
+    if placement in PLACEMENTS and scheduler in SCHEDULER_NAMES:
+        return {"placement": placement, "scheduler": scheduler}
+    return None
+
+
 @dataclass(frozen=True)
 class SystemConfig:
     """A system: a placement plus a scheduler, with their knobs."""
@@ -179,17 +193,9 @@ class RunConfig:
         ``name`` is a preset (``spatial``, ``colocate``, ``fmplex``) or ``PLACEMENT-SCHEDULER``
         (for example ``fmplex-wfq``). Raises InputError for anything else.
         """
-        if name in SYSTEM_PRESETS:
-            parts = SYSTEM_PRESETS[name]
-        else:
-            placement, _, scheduler = name.partition("-")
-            if placement not in PLACEMENTS or scheduler not in SCHEDULER_NAMES:
-                raise InputError(
-                    "--systems", name,
-                    f"unknown system (use {', '.join(SYSTEM_PRESETS)} or PLACEMENT-SCHEDULER, "
-                    f"e.g. fmplex-wfq)",
-                )
-            parts = {"placement": placement, "scheduler": scheduler}
+        parts = system_parts(name)
+        if parts is None:
+            raise InputError("--systems", name, f"unknown system ({UNKNOWN_SYSTEM_HINT})")
         return replace(self, system=replace(self.system, name=name, **parts))
 
 
@@ -394,11 +400,8 @@ def _systems(v: Any, c: _Ctx) -> tuple[str, ...]:
     for i, name in enumerate(v):
         if name in v[:i]:
             raise c.err(f"systems[{i}]", f"{name!r} is listed twice")
-        if name not in SYSTEM_PRESETS:
-            placement, _, scheduler = name.partition("-")
-            if placement not in PLACEMENTS or scheduler not in SCHEDULER_NAMES:
-                raise c.err(f"systems[{i}]", f"unknown system {name!r} (use {', '.join(SYSTEM_PRESETS)} "
-                            "or PLACEMENT-SCHEDULER, e.g. fmplex-wfq)")
+        if system_parts(name) is None:
+            raise c.err(f"systems[{i}]", f"unknown system {name!r} ({UNKNOWN_SYSTEM_HINT})")
     return tuple(v)
 
 
@@ -514,13 +517,10 @@ def _latency(v: Any, c: _Ctx) -> LatencyConfig:
 def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemConfig:
     max_slices = DEVICES[device].max_slices
     if isinstance(v, str):
-        if v in SYSTEM_PRESETS:
-            return SystemConfig(name=v, slices_per_gpu=max_slices, **SYSTEM_PRESETS[v])
-        placement, _, scheduler = v.partition("-")
-        if placement not in PLACEMENTS or scheduler not in SCHEDULER_NAMES:
-            raise c.err(where, f"unknown system {v!r} (use {', '.join(SYSTEM_PRESETS)} or "
-                        "PLACEMENT-SCHEDULER, e.g. fmplex-wfq)")
-        return SystemConfig(name=v, slices_per_gpu=max_slices, placement=placement, scheduler=scheduler)
+        parts = system_parts(v)
+        if parts is None:
+            raise c.err(where, f"unknown system {v!r} ({UNKNOWN_SYSTEM_HINT})")
+        return SystemConfig(name=v, slices_per_gpu=max_slices, **parts)
     if not isinstance(v, dict):
         raise c.err(where, f"must be a system name or a mapping, got {_kind(v)}")
     _known(v, c, where, set(SystemConfig.__dataclass_fields__))

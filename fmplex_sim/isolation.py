@@ -226,9 +226,11 @@ def format_report(rep: Mapping) -> list[str]:
     cols = ["task", "weight", "backlogged", "service/fair", "share of all", "p99 ms", "alone ms",
             "vs alone", "vs without noisy"]
     rows = [cols]
+
+    def f(v, fmt):
+        return "" if v is None else fmt.format(v)
+
     for t, r in rep["tasks"].items():
-        def f(v, fmt="{:.3g}"):
-            return "" if v is None else fmt.format(v)
         rows.append([
             t + (" (noisy)" if r["noisy"] else ""), f(r["weight"], "{:g}"),
             "yes" if r["backlogged"] else "no", f(r["share_ratio"], "{:.3f}"),

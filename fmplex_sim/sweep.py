@@ -206,13 +206,11 @@ def load_sweep(path: str | Path) -> Sweep:
 def check_sweep_out(out: str) -> None:
     """Refuse an --out that is neither new, empty, nor a sweep folder (which is resumed), or that
     cannot be written."""
-    from fmplex_sim.clitools import writable_parent
+    from fmplex_sim.clitools import out_path_errors, writable_parent
 
-    try:
+    with out_path_errors(out):
         _check_sweep_out(out)
         writable_parent(out)
-    except OSError as e:
-        raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
 
 
 def _check_sweep_out(out: str) -> None:
