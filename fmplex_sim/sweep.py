@@ -45,6 +45,7 @@ from fmplex_sim.compare import COMPARISON_COLUMNS, comparison_row
 from fmplex_sim.config import RunConfig, _load_yaml, load_config
 from fmplex_sim.errors import InputError
 from fmplex_sim.results import results_dir
+from fmplex_sim.sweep_exec import Interrupted
 
 MAX_POINTS = 100_000  # guard against a grid that multiplies out to more runs than anyone meant
 _ID_LEN = 96  # longest id kept without a hash
@@ -311,16 +312,26 @@ def run_sweep(sweep: Sweep, out: str | Path, backend, progress: bool = True) -> 
     from tqdm import tqdm
 
     out = Path(out)
+    existed = out.is_dir()
+    fresh = not existed or not any(out.iterdir())
     prepare_out(out, sweep)
     todo = [i for i, p in enumerate(sweep.points) if not is_finished(out / "points" / p.id, p.config)]
     bar = tqdm(total=len(sweep.points), initial=len(sweep.points) - len(todo), unit="point",
                desc="sweep", leave=False, disable=not progress)
+    written = 0
     try:
         for i, files in backend.map([sweep.points[i].config for i in todo]):
             write_point(out / "points" / sweep.points[todo[i]].id, files)
+            written += 1
             bar.update(1)
-    except BaseException:
+    except BaseException as e:
         backend.abort()
+        if fresh and not written and not isinstance(e, Interrupted):
+            # a point failed (bad trace row, unwritable disk) before any finished: what this
+            # command wrote holds nothing worth resuming, so the folder is left as it was
+            shutil.rmtree(out, ignore_errors=True)
+            if existed:
+                out.mkdir(exist_ok=True)
         raise
     finally:
         bar.close()

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -142,6 +143,27 @@ class Pool:
         self._ex = None
 
 
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Raise InputError unless a ``host:port`` (or ``ray://host:port``) address accepts a TCP
+    connection within ``timeout_s``. Ray's own connect retries an unreachable cluster for
+    minutes, printing warnings; ``local`` and ``auto`` are left to Ray, which answers at once."""
+    if address in ("local", "auto"):
+        return
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError("--ray", address, "expected host:port, ray://host:port, auto or local")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise InputError("--ray", address, f"cannot reach Ray: {reason}") from None
+
+
 class Ray:
     """Points as Ray tasks on the cluster at ``address`` (``local``: start one here)."""
 
@@ -151,6 +173,7 @@ class Ray:
         except ImportError:
             raise InputError("--ray", address, "Ray is not installed; pip install 'fmplex[ray]'") from None
         self.ray, self.argv, self._refs = ray, argv, {}
+        check_reachable(address)
         opts = {"num_cpus": workers} if address == "local" and workers else {}
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False,

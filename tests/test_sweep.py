@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -229,6 +230,27 @@ def test_without_ray_installed_the_error_says_how_to_get_it(tmp_path, base, caps
     assert "pip install 'fmplex[ray]'" in err and not (tmp_path / "out").exists()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address, problem", [
+    ("127.0.0.1:{port}", "cannot reach Ray"),   # nothing listens: Ray itself retried for minutes
+    ("ray://127.0.0.1:{port}", "cannot reach Ray"),
+    ("cluster-head", "expected host:port"),
+    ("head:99999", "expected host:port"),
+])
+def test_an_unreachable_or_malformed_ray_address_fails_at_once(tmp_path, base, capsys, address, problem):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'fmplex[ray]')")
+    path = sweep_file(tmp_path, "base: base.yaml\ngrid:\n  seed: [1]\n")
+    address = address.format(port=free_port())
+    rc, stdout, err = cli(capsys, "sweep", path, "--out", tmp_path / "out", "--ray", address)
+    assert rc == 2 and stdout == "" and len(err.splitlines()) == 1, err
+    assert f"--ray: {address}: {problem}" in err and not (tmp_path / "out").exists()
+
+
 # -- bad input --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "text, problem",
@@ -258,6 +280,39 @@ def test_a_bad_sweep_file_exits_2_with_one_line_and_writes_nothing(tmp_path, bas
     assert rc == 2 and stdout == "" and len(err.splitlines()) == 1
     assert err.startswith(f"fmplex-sim: error: {path}: ") and problem in err, err
     assert not (tmp_path / "out").exists()
+
+
+TRACE_BASE = """seed: 1
+cluster: {device: H100-80GB, gpus: 1}
+latency_model: roofline
+system: fmplex
+workload: {trace: {format: native, path: good.csv}}
+tasks:
+  - {name: t0, backbone: bert-base, slo_ms: 50, input_len: 64}
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("folder", ["absent", "empty"])
+def test_a_point_failing_on_a_bad_trace_row_leaves_the_folder_as_it_was(tmp_path, capsys, workers, folder):
+    # the trace's rows are read only when a point runs, after sweep.json is written
+    rows = "arrival_s,task,input_len\n" + "".join(f"{i / 10},t0,32\n" for i in range(20))
+    (tmp_path / "good.csv").write_text(rows)
+    (tmp_path / "bad.csv").write_text(rows + "3.0,t0,abc\n")
+    (tmp_path / "base.yaml").write_text(TRACE_BASE)
+    out = tmp_path / "out"
+    if folder == "empty":
+        out.mkdir()
+    path = sweep_file(tmp_path, "base: base.yaml\ngrid: {workload.trace.path: [bad.csv], seed: [1, 2]}\n")
+    rc, stdout, err = cli(capsys, "sweep", path, "--out", out, "--workers", workers)
+    assert rc == 2 and stdout == "" and len(err.splitlines()) == 1, err
+    assert "bad.csv: line 22: input_len 'abc' is not a number" in err
+    assert (list(out.iterdir()) == []) if folder == "empty" else not out.exists()
+    # a point that finished is a result worth resuming from: it stays
+    path = sweep_file(tmp_path, "base: base.yaml\npoints: [{seed: 1}, {workload.trace.path: bad.csv}]\n")
+    rc, _, err = cli(capsys, "sweep", path, "--out", out, "--workers", 1)
+    assert rc == 2 and "bad.csv: line 22" in err
+    assert point_dirs(out) == ["seed=1"] and (out / "sweep.json").is_file()
 
 
 def test_bad_workers_or_out_exit_2_and_touch_nothing(tmp_path, base, capsys):
