@@ -478,7 +478,7 @@ def profile_backbone(
         interference = "other processes' CPU use while profiling: unknown (no /proc/stat)"
     cmd = command or " ".join(shlex.quote(a) for a in ["fmplex-exec", *sys.argv[1:]])
     comments = [
-        "fmplex-exec profile (profile CSV format version 1)",
+        "fmplex-exec profile",
         f"command: {cmd}",
         f"backbone: {name} ({'pretrained' if bb.pretrained else 'random'} weights; latency does not "
         f"depend on weight values), {bb.spec.params} catalog params, {bb.weight_bytes()} weight bytes",

@@ -8,7 +8,7 @@ import pytest
 
 from fmplex_sim.catalog import get_backbone, get_device
 from fmplex_sim.latency.base import LATENCY_MODELS
-from fmplex_sim.latency.profile import COLUMNS, ProfileModel, read_profile, write_profile
+from fmplex_sim.latency.profile import COLUMNS, FORMAT_VERSION, ProfileModel, read_profile, write_profile
 from fmplex_sim.latency.roofline import RooflineModel
 from fmplex_sim.specs import ExtensionSpec, TaskSpec
 
@@ -149,10 +149,11 @@ def pm(profile_path):
 
 def test_written_profile_reads_back(profile_path):
     text = profile_path.read_text()
-    assert text.startswith("# fmplex-exec profile (synthetic)\n# host: test\n")
-    assert text.splitlines()[2] == ",".join(COLUMNS)
+    assert text.startswith(f"# profile CSV format version {FORMAT_VERSION}\n"
+                           "# fmplex-exec profile (synthetic)\n# host: test\n")
+    assert text.splitlines()[3] == ",".join(COLUMNS)
     rows = read_profile(profile_path)
-    assert len(rows) == len(_rows()) and rows[0].line == 4 and rows[0].median_ms == 2.0
+    assert len(rows) == len(_rows()) and rows[0].line == 5 and rows[0].median_ms == 2.0
     assert ProfileModel(str(profile_path)).source == str(profile_path)
 
 
@@ -250,6 +251,9 @@ GOOD = "forward,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,,,"
         ([HEADER, GOOD, "forward,bert-base,H100-80GB,bf16,4,64,,,,,,2.0,,,"], 2, "full"),
         ([HEADER, GOOD, GOOD], 3, "duplicate"),
         ([HEADER, "forward,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,3.0,,"], 2, "percentiles"),
+        (["# fmplex-exec profile", "# profile CSV format version 2.0", HEADER, GOOD], 2,
+         "format version 2.0; this fmplex reads version 1.x"),
+        (["# fmplex-exec profile (profile CSV format version 0.9)", HEADER, GOOD], 1, "version 0.9"),
     ],
 )
 def test_malformed_profiles_name_file_and_line(tmp_path, lines, line, match):
@@ -264,7 +268,7 @@ def test_write_profile_validates_before_writing(tmp_path):
     path = tmp_path / "p.csv"
     rows = _rows()
     rows[3]["median_ms"] = -2.0
-    with pytest.raises(ValueError, match=f"{path}:6: negative latency"):
+    with pytest.raises(ValueError, match=f"{path}:7: negative latency"):  # line 1: the version
         write_profile(path, rows, ["a comment"])
     with pytest.raises(ValueError, match="unknown column"):
         write_profile(path, [{**_rows()[0], "gpu": "x"}], [])
@@ -428,3 +432,20 @@ def test_profiles_without_the_optional_columns_still_read(tmp_path):
     p.write_text("\n".join(line.rsplit(",", 2)[0] for line in lines) + "\n")
     rows = ProfileModel(p).rows
     assert len(rows) == 4 and all(r.threads == 0 and r.gap_ms == 0.0 for r in rows)
+
+
+@pytest.mark.parametrize("version", ["1", "1.0", "1.2", "1.7"])
+def test_profiles_of_every_1_x_version_read(tmp_path, version):
+    # files written before the version line (format 1, 1.1) and minor versions with columns
+    # this one does not know (ignored, as the format allows) still read
+    path = tmp_path / "p.csv"
+    path.write_text(f"# fmplex-exec profile (profile CSV format version {version})\n"
+                    f"{HEADER},later_column\n{GOOD},7\n")
+    assert [r.median_ms for r in read_profile(path)] == [2.0]
+
+
+def test_a_written_profile_names_one_version_whatever_its_comments_say(tmp_path):
+    path = tmp_path / "p.csv"
+    write_profile(path, _rows(), ["fmplex-exec profile (profile CSV format version 1)", "host: x"])
+    lines = path.read_text().splitlines()
+    assert [ln for ln in lines if "format version" in ln] == [f"# profile CSV format version {FORMAT_VERSION}"]

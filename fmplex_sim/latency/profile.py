@@ -1,12 +1,14 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1)
-------------------------------
+Profile CSV format (version 1.2)
+--------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
 
 * Lines whose first non-blank character is ``#`` are comments (provenance: tool version,
-  host, GPU, driver, torch version, date, command line). Blank lines are ignored.
+  host, GPU, driver, torch version, date, command line). Blank lines are ignored. A comment
+  ``profile CSV format version X.Y`` (the first line of every file this version writes) names
+  the format; a file of another major version is refused, one without the comment reads as 1.x.
 * The first other line is the header. It must name all 15 columns below, in any order;
   extra columns are ignored. Every following non-comment line is one measurement::
 
@@ -123,6 +125,7 @@ import bisect
 import csv
 import io
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +138,8 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
+FORMAT_VERSION = "1.2"
+_FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
 OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows")  # threads, gap_ms since format 1.1; rows 1.2
 _INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads",
          "rows")
@@ -239,11 +244,20 @@ def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
                       p10_ms=p10, p90_ms=p90, line=line, gap_ms=gap_ms, **ints)
 
 
+def _check_version(version: str, path: object, line: int) -> None:
+    major = version.split(".")[0]
+    if major != FORMAT_VERSION.split(".")[0]:
+        raise ValueError(f"{path}:{line}: profile CSV format version {version[:40]}; this fmplex reads "
+                         f"version {FORMAT_VERSION.split('.')[0]}.x (measure it again with this "
+                         f"version's fmplex-exec profile)")
+
+
 def read_profile(path: str | Path) -> list[ProfileRow]:
     """Parse and validate a profile CSV (format in the module docstring).
 
-    Raises ``ValueError("<path>:<line>: ...")`` for a missing header column, a wrong field
-    count, an unknown kind, a bad or missing number, a negative latency or an empty table.
+    Raises ``ValueError("<path>:<line>: ...")`` for another major format version, a missing
+    header column, a wrong field count, an unknown kind, a bad or missing number, a negative
+    latency or an empty table.
     """
     text = Path(path).read_text(encoding="utf-8")
     header: list[str] | None = None
@@ -251,7 +265,11 @@ def read_profile(path: str | Path) -> list[ProfileRow]:
     last = 0
     for line, raw in enumerate(text.splitlines(), 1):
         last = line
-        if not raw.strip() or raw.lstrip().startswith("#"):
+        if not raw.strip():
+            continue
+        if raw.lstrip().startswith("#"):
+            if header is None and (m := _FORMAT_COMMENT.search(raw)):
+                _check_version(m.group(1), path, line)
             continue
         try:
             cells = [c.strip() for c in next(csv.reader([raw]))]
@@ -282,13 +300,16 @@ def write_profile(
     path: str | Path, rows: Sequence[Mapping[str, object]], comments: Iterable[str] = ()
 ) -> None:
     """Write ``rows`` (dicts keyed by ``COLUMNS``; absent or None cells are left empty) to
-    ``path`` in the profile CSV format, preceded by ``comments`` as ``#`` lines.
+    ``path`` in the profile CSV format, preceded by a line naming the format version and by
+    ``comments`` as ``#`` lines (a comment naming a format version is dropped).
 
     Every row is validated as :func:`read_profile` would read it; a bad row raises
     ``ValueError("<path>:<line>: ...")`` with the line it would have had, and nothing is
     written. An empty ``rows`` is an error too.
     """
-    lines = [f"# {part}".rstrip() for c in comments for part in (str(c).splitlines() or [""])]
+    lines = [f"# profile CSV format version {FORMAT_VERSION}"]
+    lines += [f"# {part}".rstrip() for c in comments for part in (str(c).splitlines() or [""])
+              if not _FORMAT_COMMENT.search(part)]
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     header = COLUMNS + tuple(c for c in OPTIONAL_COLUMNS if any(row.get(c) for row in rows))
