@@ -184,7 +184,7 @@ def cmd_validate(args) -> int:
                                            f"(profile-round*.csv)"]
                 write_profile(prof, merge_rows(measured), comments)
             # The replays' schedulers see the best profile so far: the merge of the rounds' profiles.
-            latency = ProfileModel(prof)
+            latency = ProfileModel(prof, name=str(out / "profile.csv"))  # where it will be
             order = names[r % len(names):] + names[:r % len(names)]  # each system a turn first
             for name in order:
                 c = cfg.with_system(name)

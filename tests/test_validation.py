@@ -137,6 +137,8 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
         # one identical stream: same arrivals per task on both sides
         assert real["requests"]["arrived"] == sim["requests"]["arrived"] == rep["requests"] > 0
         assert real["cluster"]["engine"] == "fmplex_exec"
+        # the profile is named where it ends up, not by the temporary folder it was read from
+        assert real["latency_model"]["source"] == sim["latency_model"]["source"] == str(out / "profile.csv")
         assert {"p50_rel_err", "p99_rel_err", "mean_rel_err", "p95_rel_err", "slo_attainment_abs_err",
                 "throughput_rel_err"} <= set(entry["overall"])
         assert set(entry["tasks"]) == {"sst2", "topic"}

@@ -447,18 +447,21 @@ def _scale(t: float, fixed: float, share: float) -> float:
 class ProfileModel(LatencyModel):
     """Latency model interpolated from a measured profile CSV (format: module docstring).
 
-    ``ProfileModel(path, fallback=None, strict=False)`` reads and validates the whole file
-    (``ValueError`` naming file and line if malformed). Parts the profile lacks are answered by
-    ``fallback`` (default ``RooflineModel()``) unless ``strict``; a backbone without
-    ``forward`` rows on the asked device is always a ``KeyError``.
+    ``ProfileModel(path, fallback=None, strict=False, name=None)`` reads and validates the
+    whole file (``ValueError`` naming file and line if malformed). Parts the profile lacks are
+    answered by ``fallback`` (default ``RooflineModel()``) unless ``strict``; a backbone without
+    ``forward`` rows on the asked device is always a ``KeyError``. ``name`` is what ``source``
+    reports instead of ``path`` (a file read from a temporary folder before it is moved).
     """
 
     kind = "profile"
 
     def __init__(
-        self, path: str | Path, fallback: LatencyModel | None = None, strict: bool = False
+        self, path: str | Path, fallback: LatencyModel | None = None, strict: bool = False,
+        name: str | None = None,
     ) -> None:
         self.path = path
+        self._name = name
         self.fallback = fallback if fallback is not None else RooflineModel()
         self.strict = strict
         self.rows: tuple[ProfileRow, ...] = tuple(read_profile(path))
@@ -543,7 +546,7 @@ class ProfileModel(LatencyModel):
 
     @property
     def source(self) -> str:
-        return str(self.path)
+        return self._name if self._name is not None else str(self.path)
 
     # -- coverage --------------------------------------------------------------------------
     def _has(self, kind: str, bb: str, dev: str) -> bool:
