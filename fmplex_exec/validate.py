@@ -126,6 +126,7 @@ def cmd_validate(args) -> int:
     from fmplex_exec.executors import make_executor
     from fmplex_exec.profiler import default_sim_device, merge_rows
     from fmplex_exec.runtime import Runtime, RuntimeOptions
+    from fmplex_sim.cli import system_names
     from fmplex_sim.config import load_config
     from fmplex_sim.latency.profile import ProfileModel, write_profile
     from fmplex_sim.metrics import write_requests_csv
@@ -134,11 +135,7 @@ def cmd_validate(args) -> int:
     from fmplex_sim.validation import TARGETS, compare_runs, plot_validation, ranking, within_targets
 
     cfg = load_config(args.config, list(args.set or []))
-    names = [s.strip() for s in (args.systems or ",".join(cfg.systems or DEFAULT_SYSTEMS)).split(",") if s.strip()]
-    if not names or len(set(names)) != len(names):
-        raise InputError("--systems", args.systems or "", "name each system once")
-    for n in names:
-        cfg.with_system(n)
+    names = system_names(args.systems, cfg.systems or DEFAULT_SYSTEMS, cfg)
     if args.device == "cuda":
         import torch
 

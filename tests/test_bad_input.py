@@ -945,10 +945,16 @@ def test_a_preset_name_on_another_placement_is_refused():
         assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "system.name")
 
 
-def test_compare_with_an_empty_systems_option_is_refused():
+@pytest.mark.parametrize("main, command", [(sim_main, "compare"), (sim_main, "isolation"), (exec_main, "validate")])
+@pytest.mark.parametrize("systems, problem", [("", "name at least one system"), (" , ", "name at least one system"),
+                                              ("fmplex,fmplex", "a system is named twice")])
+def test_an_empty_or_repeated_systems_option_is_refused(main, command, systems, problem):
+    # validate used to read an empty --systems as "the config's systems"
+    extra = ["--noisy", BASE["tasks"][0]["name"]] if command == "isolation" else []
     with workdir() as d:
-        assert_refused(call(sim_main, ["compare", _cfg_with(d, BASE), "--out", d / "res" / "r", "--systems", ""]),
-                       "--systems", out=d / "res" / "r")
+        out = d / "res" / "r"
+        assert_refused(call(main, [command, _cfg_with(d, BASE), "--out", out, "--systems", systems, *extra]),
+                       "--systems", problem, out=out)
 
 
 def test_a_huge_bad_field_is_not_echoed_whole():
