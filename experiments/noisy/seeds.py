@@ -1,9 +1,9 @@
 """Simulator: light-neighbour p99 against alone, per seed, for the scenarios of tests/test_noisy.py.
 
 Prints, per setup and seed, each backlogged task's service over its fair share and, for each
-light task, its p99 shared / alone and the fraction of the backbone's time it uses alone against
-its weighted share (all tasks' weights), under bfq or (with --light-first) bfq with
-``light_first``. A light task that uses more than its share alone cannot be served as it is
+light task, its p99 shared / alone, shared over the same run without the flood, and the
+fraction of the backbone's time it uses alone against its weighted share (all tasks'
+weights), under bfq or (with --light-first) bfq with ``light_first``. A light task that uses more than its share alone cannot be served as it is
 alone while the backlogged tasks keep their fair share of backbone time.
 
 Also prints how many requests the backlogged tasks completed, with the pipeline depth of the
@@ -44,6 +44,7 @@ def main() -> int:
         for seed in tn.SEEDS:
             tasks = tn.scenario(seed, cap)
             s = simulate(cfg(setup, tasks, seed)).summary
+            calm = simulate(cfg(setup, [t for t in tasks if t[0] != "flood"], seed)).summary
             shares = {n: round(r, 3) for n, r in tn.fair_share_ratios(s, tasks).items()}
             light = []
             share = tn.weighted_shares(tasks)
@@ -52,7 +53,9 @@ def main() -> int:
                     a = simulate(cfg(setup, [(n, w, r)], seed)).summary["per_task"][n]
                     alone = a["latency_ms"]["p99"]
                     shared = s["per_task"][n]["latency_ms"]["p99"]
-                    light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x, "
+                    without = calm["per_task"][n]["latency_ms"]["p99"]
+                    light.append(f"{n} {shared:.1f}/{alone:.1f} ms = {shared / alone:.2f}x "
+                                 f"({shared / without:.2f}x without the flood), "
                                  f"alone uses {a['service_s'] / dur:.2f} of the backbone (share {share[n]:.2f})")
             done = sum(p["completed"] for n, p in s["per_task"].items() if not n.startswith("light"))
             print(setup, f"seed {seed}", sched, shares, f"backlogged completed {done};", "; ".join(light))

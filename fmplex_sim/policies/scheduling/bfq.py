@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -28,18 +29,26 @@ class BfqScheduler(Scheduler):
       other backlogged tasks, or, with none, to the ``v`` of the task that went idle last;
       added/re-added tasks start there. No credit is banked while idle.
     * Leader: the backlogged task with the lowest ``v`` (ties: task add order).
-    * Fill: the leader's queue first (FIFO), then, with ``cross_task=True`` (default), the
-      other backlogged tasks in increasing ``v`` (ties: add order), each FIFO; a task whose
-      next request does not fit is left for the next batch and filling goes on with the next
-      task. A row fits when, at the grown padded length ``L``, row count ``b`` and distinct
-      tasks ``k``: ``b <= batch_cap(view, L)`` and ``view.estimate(b, L, k) <= slack``, where
+    * Fill, with ``cross_task=True`` (default): row by row. Each row is the FIFO head of the
+      backlogged task with the lowest *projected* ``v``: its ``v`` plus, for every row already
+      taken from it for this batch, that row's share of a full batch at its length
+      (``estimate(cap, len, 1) / cap``) divided by its weight (ties: add order). So the leader
+      takes the first row, and a task less than a batch behind it gets rows of this batch
+      instead of waiting for the next: a light task lifted to the flood's ``v`` rides the next
+      batch, where a leader-first fill gave the flood the whole batch (and vtc's row-by-row
+      fill already did this). Charging is unchanged. A task whose next request does not fit
+      leaves this batch and filling goes on with the others. With ``cross_task=False``: the
+      leader's queue only. A row fits when, at the grown padded length ``L``, row count ``b``
+      and distinct tasks ``k``: ``b <= batch_cap(view, L)`` and ``view.estimate(b, L, k) <=
+      slack``, where
       ``slack = head.arrival_s + slo_s[leader] - now`` for the leader's head request. The
       leader's head is always taken (at least one row). If the head cannot meet its SLO even
       alone (``slack < view.estimate(1, head.input_len, 1)``, which includes negative slack),
       the SLO is already lost and only the plain cap applies, to maximise throughput.
     * Light first (``light_first=True``): tasks are ranked by a virtual deadline instead of
       ``v``: ``v`` plus the estimated time of the batch the task's own queue would fill,
-      divided by its weight (EEVDF's request size: at equal ``v``, a short queue is due first).
+      divided by its weight (EEVDF's request size: at equal ``v``, a short queue is due first);
+      the row fill projects from that deadline instead of ``v``.
       A leader that went idle -> backlogged during the previous batch gets a short batch: the
       rows of such tasks (increasing deadline), then other rows only while the batch stays
       within ``SHORT_STRETCH`` times what those rows alone take. Charging is unchanged, so a
@@ -120,16 +129,20 @@ class BfqScheduler(Scheduler):
             return None
         # Stable sort: ties keep task add order.
         if self.light_first and len(backlogged) > 1:
-            ranked = sorted(backlogged, key=self._deadline_key(view))
+            key = self._deadline_key(view)
+            keys: Mapping[str, float] = {t: key(t) for t in backlogged}
         else:
-            ranked = backlogged if len(backlogged) == 1 else sorted(backlogged, key=self._v.value.__getitem__)
+            keys = self._v.value
+        ranked = backlogged if len(backlogged) == 1 else sorted(backlogged, key=keys.__getitem__)
         leader = ranked[0]
         head = queues[leader][0]
         deadline = head.arrival_s + self.slo_s[leader]
         if self.light_first and self.cross_task and leader in self._fresh:
             take, rows, seq_len = self._short_fill(now, view, [t for t in ranked if t in self._fresh], ranked)
+        elif self.cross_task and len(ranked) > 1:
+            take, rows, seq_len = self._fill(now, view, ranked, by_row=keys)
         else:
-            take, rows, seq_len = self._fill(now, view, ranked if self.cross_task else ranked[:1])
+            take, rows, seq_len = self._fill(now, view, ranked[:1])
 
         if self.max_wait_s > 0 and head.id not in self._waited:
             cap = self.batch_cap(view, seq_len)
@@ -175,10 +188,13 @@ class BfqScheduler(Scheduler):
         return self._fill(now, view, chosen + [t for t in ranked if t not in chosen], budget)
 
     def _fill(self, now: float, view: InstanceView, candidates: list[str],
-              budget: float = math.inf) -> tuple[list[tuple[str, int]], int, int]:
+              budget: float = math.inf, by_row: Mapping[str, float] | None = None,
+              ) -> tuple[list[tuple[str, int]], int, int]:
         """Rows to take from ``candidates`` (the leader first) as ``(task, rows)`` in fill order,
-        with the batch's rows and padded length (class docstring: "Fill"). With a ``budget``
-        (seconds), no row is added that would take the batch's estimate past it."""
+        with the batch's rows and padded length (class docstring: "Fill"): row by row, ranked
+        by the keys ``by_row`` gives (:meth:`_fill_rows`), else each candidate's queue in turn.
+        With a ``budget`` (seconds), no row is added that would take the batch's estimate past
+        it."""
         queues = self.queues
         leader = candidates[0]
         head = queues[leader][0]
@@ -198,6 +214,8 @@ class BfqScheduler(Scheduler):
             limit = budget
         bound = limit < math.inf
 
+        if by_row is not None:
+            return self._fill_rows(view, candidates, by_row, limit, bound)
         take: list[tuple[str, int]] = []  # (task, rows taken from it), in fill order
         rows = 0
         seq_len = 0
@@ -221,6 +239,46 @@ class BfqScheduler(Scheduler):
             if n:
                 take.append((t, n))
         return take, rows, seq_len
+
+    def _fill_rows(self, view: InstanceView, candidates: list[str], keys: Mapping[str, float],
+                   limit: float, bound: bool) -> tuple[list[tuple[str, int]], int, int]:
+        """Row by row: each row from the candidate with the lowest projected key (its key, ``v``
+        or light_first's deadline, plus, per row already taken, that row's share of a full
+        batch at its length, by weight; ties: ``candidates`` order); a candidate whose next row
+        does not fit leaves this batch. ``candidates`` are sorted by ``keys``."""
+        queues, weights = self.queues, self.weights
+        est, max_batch, max_tokens = view.estimate, view.max_batch, view.max_batch_tokens
+        unit: dict[int, float] = {}
+        heap = [(keys[t], i, t) for i, t in enumerate(candidates)]  # sorted: a heap already
+        counts: dict[str, int] = {}
+        rows = 0
+        seq_len = 0
+        while heap and rows < max_batch:
+            key, i, t = heap[0]
+            n = counts.get(t, 0)
+            r = queues[t][n]
+            new_len = seq_len if seq_len >= r.input_len else r.input_len
+            b = rows + 1
+            if rows:
+                cap = max_tokens // new_len
+                if cap > max_batch:
+                    cap = max_batch
+                k = len(counts) + (n == 0)
+                if b > cap or (bound and est(b, new_len, k) > limit):
+                    heapq.heappop(heap)
+                    continue
+            counts[t] = n + 1
+            rows = b
+            seq_len = new_len
+            if n + 1 < len(queues[t]):
+                u = unit.get(r.input_len)
+                if u is None:
+                    full = max(1, min(max_batch, max_tokens // max(1, r.input_len)))
+                    u = unit[r.input_len] = est(full, r.input_len, 1) / full
+                heapq.heapreplace(heap, (key + u / weights[t], i, t))
+            else:
+                heapq.heappop(heap)
+        return list(counts.items()), rows, seq_len
 
     def on_batch_done(self, batch: Batch, service_s: float, now: float) -> None:
         reqs = batch.requests
