@@ -201,7 +201,6 @@ class BfqScheduler(Scheduler):
         slack = head.arrival_s + self.slo_s[leader] - now
         est = view.estimate
         max_batch = view.max_batch
-        max_tokens = view.max_batch_tokens
         slo_bound = slack >= est(1, head.input_len, 1)
         if slo_bound:
             # The estimate grows with rows, length and tasks: if the largest batch these queues
@@ -212,10 +211,10 @@ class BfqScheduler(Scheduler):
         limit = slack if slo_bound else math.inf
         if budget < limit:
             limit = budget
-        bound = limit < math.inf
+        row_limit = limit if limit < math.inf else None  # None: only the caps bound the batch
 
         if by_row is not None:
-            return self._fill_rows(view, candidates, by_row, limit, bound)
+            return self._fill_rows(view, candidates, by_row, row_limit)
         take: list[tuple[str, int]] = []  # (task, rows taken from it), in fill order
         rows = 0
         seq_len = 0
@@ -227,12 +226,8 @@ class BfqScheduler(Scheduler):
             for r in queues[t]:
                 new_len = seq_len if seq_len >= r.input_len else r.input_len
                 b = rows + 1
-                if rows:
-                    cap = max_tokens // new_len
-                    if cap > max_batch:
-                        cap = max_batch
-                    if b > cap or (bound and est(b, new_len, k) > limit):
-                        break
+                if rows and not _fits(b, new_len, k, view, row_limit):
+                    break
                 n += 1
                 rows = b
                 seq_len = new_len
@@ -241,7 +236,7 @@ class BfqScheduler(Scheduler):
         return take, rows, seq_len
 
     def _fill_rows(self, view: InstanceView, candidates: list[str], keys: Mapping[str, float],
-                   limit: float, bound: bool) -> tuple[list[tuple[str, int]], int, int]:
+                   limit: float | None) -> tuple[list[tuple[str, int]], int, int]:
         """Row by row: each row from the candidate with the lowest projected key (its key, ``v``
         or light_first's deadline, plus, per row already taken, that row's share of a full
         batch at its length, by weight; ties: ``candidates`` order); a candidate whose next row
@@ -259,14 +254,9 @@ class BfqScheduler(Scheduler):
             r = queues[t][n]
             new_len = seq_len if seq_len >= r.input_len else r.input_len
             b = rows + 1
-            if rows:
-                cap = max_tokens // new_len
-                if cap > max_batch:
-                    cap = max_batch
-                k = len(counts) + (n == 0)
-                if b > cap or (bound and est(b, new_len, k) > limit):
-                    heapq.heappop(heap)
-                    continue
+            if rows and not _fits(b, new_len, len(counts) + (n == 0), view, limit):
+                heapq.heappop(heap)
+                continue
             counts[t] = n + 1
             rows = b
             seq_len = new_len
@@ -291,3 +281,13 @@ class BfqScheduler(Scheduler):
         for t, share in charge_shares(batch, service_s).items():
             if t in self.weights:
                 self._v.charge(t, share / self.weights[t])
+
+
+def _fits(rows: int, seq_len: int, tasks: int, view: InstanceView, limit: float | None) -> bool:
+    """Whether a batch of ``rows`` rows padded to ``seq_len`` from ``tasks`` distinct tasks is
+    within the instance's caps (``max_batch``, activation tokens) and, with a ``limit``, has an
+    estimated time within it (seconds)."""
+    cap = view.max_batch_tokens // seq_len
+    if cap > view.max_batch:
+        cap = view.max_batch
+    return rows <= cap and (limit is None or view.estimate(rows, seq_len, tasks) <= limit)
