@@ -820,6 +820,8 @@ def _overhead_rows(bb, common, batches, seq_len, gen, clock, gate, repeats, warm
 def _load_rows(bb, common, extension_sizes, clock, gate, repeats, say) -> list[dict]:
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
+    from fmplex_exec.vfm import _projection_shapes, lora_target_names
+
     rows = []
     repeats = max(repeats, 1)
     state = {k: v.detach().to("cpu").clone() for k, v in bb.model.state_dict().items()}
@@ -855,10 +857,15 @@ def _load_rows(bb, common, extension_sizes, clock, gate, repeats, say) -> list[d
         del state, half
         # extensions: one LoRA adapter + one head per size, created and loaded from files
         targets = bb.lora_modules(LORA_TARGETS)
+        # GPT-2's projections are Conv1D (weight stored [in, out]): say so, as the vFMs do
+        shapes = _projection_shapes(bb.model)
+        conv1d = any(shapes[name][2] for name in lora_target_names(bb, LORA_TARGETS, shapes))
         base = get_peft_model(copy.deepcopy(bb.model),
-                              LoraConfig(r=1, target_modules=targets, lora_dropout=0.0), adapter_name="base")
+                              LoraConfig(r=1, target_modules=targets, lora_dropout=0.0, fan_in_fan_out=conv1d),
+                              adapter_name="base")
         for r, o in extension_sizes:
-            cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0)
+            cfg = LoraConfig(r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0,
+                             fan_in_fan_out=conv1d)
             base.add_adapter("src", cfg)
             gen = torch.Generator().manual_seed(r * 100003 + o)
             lsd = {k: torch.randn(v.shape, generator=gen).to(v.dtype)

@@ -211,7 +211,6 @@ def cmd_validate(args) -> int:
             entry["meets_targets"] = within_targets(entry["overall"])
             report["systems"][name] = entry
             runs[name] = (real[name], sim.records)
-            say(_summary_line(name, entry))
         real_rank = ranking(report["systems"], "real")
         sim_rank = ranking(report["systems"], "sim")
         report["ranking"] = {"by": "mean latency", "real": real_rank, "sim": sim_rank,
