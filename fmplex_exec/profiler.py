@@ -374,7 +374,7 @@ def profile_backbone(
     ranks: Sequence[int] = (8, 16),
     outputs: Sequence[int] = (2, 128),
     lora_points: Sequence[tuple[int, int]] = ((4, 32), (4, 128), (16, 64)),
-    overhead_batches: Sequence[int] = (1, 4, 16),
+    overhead_batches: Sequence[int] = (1, 2, 4, 8, 16),
     thread_counts: Sequence[int] | None = None,
     contention_streams: Sequence[int] = (1, 2, 3, 4),
     contention_shape: tuple[int, int] = (4, 64),

@@ -63,7 +63,7 @@ def profile_grid(cfg: RunConfig, backbone: str) -> dict:
     return dict(batches=tuple(batches), seq_lens=tuple(seq_lens), adapters=tuple(adapters),
                 ranks=tuple(ranks), outputs=tuple(outputs),
                 lora_points=((1, min(seq_lens)), (1, mid), (4, mid), (max(batches) // 2 or 1, max(seq_lens))),
-                overhead_batches=tuple(b for b in (1, 4, 16) if b <= max(batches)) or (1,),
+                overhead_batches=tuple(b for b in (1, 2, 4, 8, 16) if b <= max(batches)) or (1,),
                 contention_shape=(4, mid), wake_shape=(1, mid),
                 throttle_shapes=((1, min(seq_lens)), (1, max(seq_lens)), (4, max(seq_lens))), extension_sizes=((8, 2),), repeats=6, max_point_s=1.0)
 

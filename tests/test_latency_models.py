@@ -449,3 +449,33 @@ def test_a_written_profile_names_one_version_whatever_its_comments_say(tmp_path)
     write_profile(path, _rows(), ["fmplex-exec profile (profile CSV format version 1)", "host: x"])
     lines = path.read_text().splitlines()
     assert [ln for ln in lines if "format version" in ln] == [f"# profile CSV format version {FORMAT_VERSION}"]
+
+
+def _overhead_model(tmp_path, points: dict[int, float]) -> ProfileModel:
+    rows = [r for r in _rows() if r["kind"] != "overhead"]
+    rows += [{"kind": "overhead", "backbone": "*", "device": "H100-80GB", "dtype": "bf16", "batch": b,
+              "seq_len": 64, "median_ms": ms, "repeats": 10} for b, ms in points.items()]
+    write_profile(tmp_path / "p.csv", rows, [])
+    return ProfileModel(tmp_path / "p.csv")
+
+
+def test_one_stray_overhead_row_among_five_batch_sizes_does_not_pull_the_fit(tmp_path):
+    # 0.3 ms + 0.1 ms per row, except batch 16, measured in a noisy moment (as a committed CPU
+    # profile's batch-16 row once was): the fit follows the four others
+    pm = _overhead_model(tmp_path, {1: 0.4, 2: 0.5, 4: 0.7, 8: 1.1, 16: 18.7})
+    assert pm.batch_overhead_s(H100, 16) == pytest.approx(1.9e-3)
+    assert pm.batch_overhead_s(H100, 1) == pytest.approx(0.4e-3)
+    # without the stray row the two fits agree: the robust one costs nothing on clean rows
+    clean = _overhead_model(tmp_path, {1: 0.4, 2: 0.5, 4: 0.7, 8: 1.1, 16: 1.9})
+    assert clean.batch_overhead_s(H100, 16) == pytest.approx(1.9e-3)
+
+
+def test_overhead_rows_at_fewer_than_five_batch_sizes_keep_the_least_squares_fit(tmp_path):
+    # profiles written before the profiler measured five sizes read exactly as they did
+    pm = _overhead_model(tmp_path, {1: 1.18, 4: 0.16, 16: 18.68})
+    xs, ys = (1, 4, 16), (1.18, 0.16, 18.68)
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    assert b > 0 and my - b * mx < 0  # the least-squares intercept is negative: proportional
+    slope = sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
+    assert pm.batch_overhead_s(H100, 16) == pytest.approx(slope * 16 / 1e3)

@@ -82,9 +82,11 @@ How :class:`ProfileModel` answers:
   ranks outside use the nearest.
 * extension_s: head - piecewise linear in rows at the nearest measured ``outputs``;
   encoder - least-squares ``a + b*params*rows*seq_len`` (a, b >= 0).
-* batch_overhead_s: least-squares ``a + b*rows`` over the device's ``overhead`` rows when
-  they cover two or more batch sizes (per-request work: making, checking and padding each
-  input, splitting outputs), else their mean.
+* batch_overhead_s: ``a + b*rows`` over the device's ``overhead`` rows when they cover two or
+  more batch sizes (per-request work: making, checking and padding each input, splitting
+  outputs), else their mean. With five or more batch sizes (the profiler measures 1, 2, 4, 8
+  and 16) the line is fitted by Theil-Sen (median slope), so that one row measured in a noisy
+  moment does not pull it; with fewer, by least squares.
 * contention: ``median(k) / median(1)`` of the ``contention`` rows, piecewise linear in k
   (extrapolated with the last slope, never below 1 at k=1); without rows, ``k``.
   contention_for (one batch's shape among ``k``): that, times the shape's speedup from
@@ -126,6 +128,7 @@ import csv
 import io
 import math
 import re
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +142,7 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
 FORMAT_VERSION = "1.2"
+ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
 OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows")  # threads, gap_ms since format 1.1; rows 1.2
 _INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads",
@@ -369,6 +373,33 @@ def _fit_affine(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]
     return 0.0, max(sum(x * y for x, y in zip(xs, ys)) / sx2, 0.0)
 
 
+def _fit_affine_robust(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Theil-Sen ``y = a + b*x`` (b: median of the slopes between points of distinct x; a: median
+    of ``y - b*x``) with a, b >= 0 (proportional when a < 0). One stray point among five moves
+    it little, where it would pull a least-squares line; through two points it is that line."""
+    pairs = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs))
+             if xs[j] != xs[i]]
+    if not pairs:
+        return statistics.median(ys), 0.0
+    b = statistics.median(pairs)
+    if b <= 0:
+        return statistics.median(ys), 0.0
+    a = statistics.median(y - b * x for x, y in zip(xs, ys))
+    if a >= 0:
+        return a, b
+    return 0.0, max(statistics.median(y / x for x, y in zip(xs, ys) if x > 0), 0.0)
+
+
+def _fit_overhead(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """``(a, b)`` of the per-batch overhead ``a + b*rows`` from ``(rows, ms)`` points."""
+    sizes = len({b for b, _ in points})
+    if sizes == 1:
+        return sum(ms for _, ms in points) / len(points), 0.0
+    # Theil-Sen outvotes one stray row only among five or more batch sizes; profiles with fewer
+    # (written before the profiler measured five) keep their least-squares fit
+    return (_fit_affine_robust if sizes >= ROBUST_OVERHEAD_SIZES else _fit_affine)(*zip(*points))
+
+
 @dataclass(frozen=True)
 class _Grid:
     """Measured ms on a full (batch, seq_len) grid: ms[i][j] at batches[i], seqs[j]."""
@@ -516,8 +547,7 @@ class ProfileModel(LatencyModel):
                             self._wake[(dev, lora, n)] = _curve(pts)
             else:
                 loads[(kind, dev)].extend(rs)
-        self._overhead = {d: _fit_affine(*zip(*v)) if len({b for b, _ in v}) > 1
-                          else (sum(ms for _, ms in v) / len(v), 0.0) for d, v in over.items()}
+        self._overhead = {d: _fit_overhead(v) for d, v in over.items()}
         self._loads = {k: _fit_affine([r.bytes for r in rs], [r.median_ms for r in rs])
                        for k, rs in loads.items()}
 
