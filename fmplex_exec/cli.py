@@ -63,7 +63,7 @@ def cmd_replay(args) -> int:
     from fmplex_sim.results import results_dir, write_json
     from fmplex_sim.run import prepare
 
-    _check_cuda(args.device)
+    check_cuda(args.device)
     cfg = load_config(args.config, list(args.set or []))
     check_results_out(args.out)  # before any model is built
     cfg, wl, info = prepare(cfg)
@@ -81,7 +81,8 @@ def cmd_replay(args) -> int:
     return 0
 
 
-def _check_cuda(device: str) -> None:
+def check_cuda(device: str) -> None:
+    """Refuse --device cuda where torch sees no CUDA device (before any model is built)."""
     if device == "cuda":
         import torch
 
@@ -115,7 +116,7 @@ def cmd_isolation(args) -> int:
 
     cfg = load_config(args.config, list(args.set or []))
     names = system_names(args.systems, (cfg.system.name,), cfg)
-    _check_cuda(args.device)
+    check_cuda(args.device)
     check_results_out(args.out)  # before any model is built
     cfg, wl, info = prepare(cfg)
     check_noisy(cfg, args.noisy)
@@ -151,7 +152,7 @@ def _check_profile_args(args) -> None:
     if args.threads < 0:
         raise InputError("--threads", str(args.threads), "must be >= 0 (0: all cores)")
     check_file_out(args.out, "CSV file")
-    _check_cuda(args.device)
+    check_cuda(args.device)
 
 
 def cmd_validate(args) -> int:

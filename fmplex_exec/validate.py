@@ -123,6 +123,7 @@ def _summary_line(name: str, entry: dict) -> str:
 
 def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
+    from fmplex_exec.cli import check_cuda
     from fmplex_exec.executors import make_executor
     from fmplex_exec.profiler import default_sim_device, merge_rows
     from fmplex_exec.runtime import Runtime, RuntimeOptions
@@ -136,11 +137,7 @@ def cmd_validate(args) -> int:
 
     cfg = load_config(args.config, list(args.set or []))
     names = system_names(args.systems, cfg.systems or DEFAULT_SYSTEMS, cfg)
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("--device", "cuda", "no CUDA device is available here")
+    check_cuda(args.device)
     sim_device = default_sim_device(args.device)
     if cfg.cluster.device != sim_device or cfg.cluster.gpus != 1:
         # The replay runs on this machine's one device; the simulation must describe the same.

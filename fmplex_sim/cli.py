@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from fmplex_sim.clitools import OneLineParser, check_results_out, run_cli
+from fmplex_sim.clitools import OneLineParser, check_results_out, run_cli, writing_results
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-sim"
@@ -63,11 +63,8 @@ def cmd_run(args) -> int:
 
     cfg, wl, info = prepare(_load(args))
     out = _simulate(cfg, wl, cfg.system.name)
-    try:
-        with results_dir(args.out) as tmp:
-            write_run(tmp, cfg, out, args.argv, workload_info=info)
-    except OSError as e:
-        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
+    with writing_results(args.out), results_dir(args.out) as tmp:
+        write_run(tmp, cfg, out, args.argv, workload_info=info)
     s = out.summary
     lat = s["latency_ms"]
     print(
@@ -102,21 +99,18 @@ def cmd_compare(args) -> int:
     cfg, wl, info = prepare(cfg)  # one identical request stream for every system
     configs = [cfg.with_system(n) for n in names]
     rows = []
-    try:
-        with results_dir(args.out) as tmp:
-            for c in configs:
-                out = _simulate(c, wl, c.system.name)
-                write_run(tmp / c.system.name, c, out, args.argv, workload_info=info)
-                rows.append(comparison_row(out.summary))
-            write_comparison_csv(tmp / "comparison.csv", rows)
-            write_json(tmp / "comparison.json", rows)
-            plot_comparison(
-                tmp / "comparison.png", rows,
-                title=f"{Path(args.config).name}: {len(cfg.tasks)} tasks, {len(wl)} requests, "
-                f"{cfg.cluster.gpus} x {cfg.cluster.device}",
-            )
-    except OSError as e:
-        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
+    with writing_results(args.out), results_dir(args.out) as tmp:
+        for c in configs:
+            out = _simulate(c, wl, c.system.name)
+            write_run(tmp / c.system.name, c, out, args.argv, workload_info=info)
+            rows.append(comparison_row(out.summary))
+        write_comparison_csv(tmp / "comparison.csv", rows)
+        write_json(tmp / "comparison.json", rows)
+        plot_comparison(
+            tmp / "comparison.png", rows,
+            title=f"{Path(args.config).name}: {len(cfg.tasks)} tasks, {len(wl)} requests, "
+            f"{cfg.cluster.gpus} x {cfg.cluster.device}",
+        )
     _print_table(rows)
     print(f"table: {Path(args.out) / 'comparison.csv'}")
     print(f"figure: {Path(args.out) / 'comparison.png'}")

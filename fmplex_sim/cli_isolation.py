@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmplex_sim.errors import InputError
+from fmplex_sim.clitools import writing_results
 
 
 def cmd_isolation(args) -> int:
@@ -23,21 +23,18 @@ def cmd_isolation(args) -> int:
     cfg, wl, info = prepare(cfg)  # one request stream for every run
     check_noisy(cfg, args.noisy)
     names = system_names(args.systems, (cfg.system.name,), cfg)
-    try:
-        with results_dir(args.out) as tmp:
-            latency = {}
+    with writing_results(args.out), results_dir(args.out) as tmp:
+        latency = {}
 
-            def run_one(label, c, w):
-                out = _simulate(c, w, label)
-                write_run(tmp / label, c, out, args.argv, workload_info=info)
-                latency.update(out.summary["latency_model"])
-                return out.summary, out.result.placement.to_dict()
+        def run_one(label, c, w):
+            out = _simulate(c, w, label)
+            write_run(tmp / label, c, out, args.argv, workload_info=info)
+            latency.update(out.summary["latency_model"])
+            return out.summary, out.result.placement.to_dict()
 
-            reports = run_isolation(cfg, wl, args.noisy, names, run_one)
-            write_json(tmp / "isolation.json", {"engine": "fmplex_sim", "noisy": args.noisy, "systems": reports})
-            write_json(tmp / "provenance.json", provenance(cfg.seed, latency, args.argv))
-    except OSError as e:
-        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
+        reports = run_isolation(cfg, wl, args.noisy, names, run_one)
+        write_json(tmp / "isolation.json", {"engine": "fmplex_sim", "noisy": args.noisy, "systems": reports})
+        write_json(tmp / "provenance.json", provenance(cfg.seed, latency, args.argv))
     print_reports(reports, Path(args.out))
     return 0
 

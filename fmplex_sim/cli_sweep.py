@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fmplex_sim.errors import InputError
+from fmplex_sim.clitools import writing_results
 
 PROG = "fmplex-sim"
 
@@ -25,7 +25,7 @@ def cmd_sweep(args) -> int:
     be = backend(args.workers, args.ray, args.argv)
     out = Path(args.out)
     try:
-        with interruptible():
+        with writing_results(args.out), interruptible():
             ran, skipped = run_sweep(sweep, out, be, progress=sys.stderr.isatty())
     except Interrupted as e:
         done = count_finished(out, sweep)
@@ -34,8 +34,6 @@ def cmd_sweep(args) -> int:
             f"rerun the same command to finish the rest\n"
         )
         return 128 + e.signum
-    except OSError as e:
-        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
     print(f"sweep: {len(sweep.points)} points ({ran} run, {skipped} already finished)")
     print(f"table: {out / 'sweep.csv'}")
     return 0
@@ -48,13 +46,10 @@ def cmd_capacity(args) -> int:
 
     cfg = _load(args)
     cfg, found = capacity(cfg, args.system, args.slo_attainment, args.min_tasks, args.max_tasks)
-    try:
-        with results_dir(args.out) as tmp:
-            write_json(tmp / "capacity.json", found)
-            write_yaml(tmp / "config.yaml", cfg.to_dict())
-            write_json(tmp / "provenance.json", provenance(cfg.seed, found["latency_model"], args.argv))
-    except OSError as e:
-        raise InputError("--out", args.out, f"cannot write results: {e.strerror or e}") from None
+    with writing_results(args.out), results_dir(args.out) as tmp:
+        write_json(tmp / "capacity.json", found)
+        write_yaml(tmp / "config.yaml", cfg.to_dict())
+        write_json(tmp / "provenance.json", provenance(cfg.seed, found["latency_model"], args.argv))
     best, lo, pool = found["tasks_hosted_max"], found["min_tasks"], found["pool_size"]
     amount = f"fewer than {lo}" if best < lo and lo > 1 else f"{best}"
     print(

@@ -102,6 +102,16 @@ def out_path_errors(out: str) -> Iterator[None]:
         raise InputError("--out", out, f"cannot use it: {e.strerror or e.__class__.__name__}") from None
 
 
+@contextlib.contextmanager
+def writing_results(out: str) -> Iterator[None]:
+    """Report an OSError while the results under ``out`` are written (disk full, permissions
+    changed meanwhile) as one line about --out; the results folder helpers leave nothing."""
+    try:
+        yield
+    except OSError as e:
+        raise InputError("--out", out, f"cannot write results: {e.strerror or e}") from None
+
+
 def check_file_out(out: str, what: str = "file") -> None:
     """Refuse an --out that names no file, names a folder, or cannot be written (checked before
     any work)."""
