@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from fmplex_exec import __version__
-from fmplex_sim.clitools import OneLineParser, check_file_out, check_results_out, run_cli
+from fmplex_sim.clitools import OneLineParser, check_file_out, check_results_out, run_cli, writing_results
 from fmplex_sim.errors import InputError
 
 PROG = "fmplex-exec"
@@ -66,11 +66,12 @@ def cmd_replay(args) -> int:
     check_cuda(args.device)
     cfg = load_config(args.config, list(args.set or []))
     check_results_out(args.out)  # before any model is built
+    check_runnable(cfg, args.config)
     cfg, wl, info = prepare(cfg)
     opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
     runtime = Runtime(cfg, wl, make_executor, opts)
     records, summary = runtime.run()
-    with results_dir(args.out) as tmp:
+    with writing_results(args.out), results_dir(args.out) as tmp:
         _write_replay(tmp, cfg, records, summary, info, args)
         if runtime.events:  # tasks started, ended or updated mid-run (fmplex_exec/lifecycle.py)
             write_json(tmp / "lifecycle.json", runtime.events)
@@ -79,6 +80,20 @@ def cmd_replay(args) -> int:
           f"{summary['requests']['arrived']} completed, mean {lat['mean']} ms, p99 {lat['p99']} ms")
     print(f"results: {args.out}")
     return 0
+
+
+#: Extension kinds the harness runs (fmplex_exec.vfm); the simulator also models ``prefix``.
+RUNNABLE_EXTENSIONS = ("lora", "head", "encoder")
+
+
+def check_runnable(cfg, src: str) -> None:
+    """Refuse in one line a config (read from ``src``) with a task whose extension the harness
+    cannot run (checked before any model is built)."""
+    for t in cfg.tasks:
+        for e in t.extensions:
+            if e.kind not in RUNNABLE_EXTENSIONS:
+                raise InputError(src, f"task {t.name!r}: extensions", f"{e.kind!r} runs in the "
+                                 f"simulator only; fmplex-exec runs {', '.join(RUNNABLE_EXTENSIONS)}")
 
 
 def check_cuda(device: str) -> None:
@@ -118,11 +133,12 @@ def cmd_isolation(args) -> int:
     names = system_names(args.systems, (cfg.system.name,), cfg)
     check_cuda(args.device)
     check_results_out(args.out)  # before any model is built
+    check_runnable(cfg, args.config)
     cfg, wl, info = prepare(cfg)
     check_noisy(cfg, args.noisy)
     opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
     tty = sys.stderr.isatty()
-    with results_dir(args.out) as tmp:
+    with writing_results(args.out), results_dir(args.out) as tmp:
         def run_one(label, c, w):
             if tty:
                 print(f"{label}: replaying {len(w)} requests ({c.duration_s:g} s)", file=sys.stderr, flush=True)

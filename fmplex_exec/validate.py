@@ -37,7 +37,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from fmplex_sim.clitools import check_results_out
+from fmplex_sim.clitools import check_results_out, writing_results
 from fmplex_sim.config import LatencyConfig, RunConfig
 from fmplex_sim.errors import InputError
 
@@ -90,7 +90,9 @@ def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
 
     p = Path(path)
     if not p.is_file():
-        raise InputError("--profile", path, "is a folder, not a profile CSV" if p.is_dir() else "no such file")
+        why = ("is a folder, not a profile CSV" if p.is_dir() else
+               "is not a regular file (a device, pipe or socket?)" if p.exists() else "no such file")
+        raise InputError("--profile", path, why)
     try:
         pm = ProfileModel(path)
         dev = get_device(sim_device)
@@ -123,7 +125,7 @@ def _summary_line(name: str, entry: dict) -> str:
 
 def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
-    from fmplex_exec.cli import check_cuda
+    from fmplex_exec.cli import check_cuda, check_runnable
     from fmplex_exec.executors import make_executor
     from fmplex_exec.profiler import default_sim_device, merge_rows
     from fmplex_exec.runtime import Runtime, RuntimeOptions
@@ -147,6 +149,7 @@ def cmd_validate(args) -> int:
     if args.profile is not None and not args.profile.strip():
         raise InputError("--profile", "", "name a profile CSV (or leave --profile out to measure one)")
     check_results_out(args.out)  # before minutes of profiling
+    check_runnable(cfg, args.config)
     if args.profile:
         _check_profile(args.profile, cfg, sim_device)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
@@ -154,7 +157,7 @@ def cmd_validate(args) -> int:
     out = Path(args.out)
     rounds = args.rounds
     t_start = time.perf_counter()
-    with results_dir(out) as tmp:
+    with writing_results(args.out), results_dir(out) as tmp:
         prof = tmp / "profile.csv"
         if args.profile:
             shutil.copyfile(args.profile, prof)

@@ -108,6 +108,11 @@ def _print_info(stats: dict, args) -> int:
     return 0
 
 
+#: shape_trace's steps -> the convert options that set them (named in errors)
+CONVERT_OPTIONS = {"window": "--window-start", "tasks": "--tasks", "burstiness_scale": "--burstiness-scale",
+                   "rate_scale": "--rate-scale", "max_requests": "--max-requests"}
+
+
 def cmd_convert(args) -> int:
     from fmplex_sim.traces import shape_trace
     from fmplex_sim.traces.formats.native import write_native
@@ -132,7 +137,7 @@ def cmd_convert(args) -> int:
     rng = np.random.default_rng([args.seed, 0x7ACE])
     shaped = shape_trace(trace, n_tasks=n_tasks, rng=rng, zipf=args.zipf, window=_window(args),
                          burstiness_scale=args.burstiness_scale, rate_scale=args.rate_scale,
-                         max_requests=args.max_requests, where="shaping")
+                         max_requests=args.max_requests, where=CONVERT_OPTIONS)
     names = shaped.task_names if had_ids else tuple(f"task-{k}" for k in range(n_tasks))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

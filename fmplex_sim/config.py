@@ -206,11 +206,24 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     src = str(path)
     if not src.strip():
         raise InputError("CONFIG", "", "name a config file (got an empty path)")
+    raw = read_yaml_file(p, src)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(src, "", f"must be a mapping of keys, got {_kind(raw)}")
+    for item in overrides:
+        apply_override(raw, item)
+    return parse_config(raw, src, base_dir=p.parent)
+
+
+def read_yaml_file(p: Path, src: str) -> Any:
+    """The YAML document in file ``p`` (named ``src`` in errors); InputError if it is missing,
+    a folder, a device or pipe, too large, binary, not UTF-8 or not YAML."""
     try:
         if p.exists() and not p.is_dir() and not p.is_file():
             raise InputError(src, "", "is not a regular file (a device, pipe or socket?)")
         if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES:
-            raise InputError(src, "", f"is {p.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
+            raise InputError(src, "", f"is {p.stat().st_size:,} bytes; a YAML file here is at most {MAX_CONFIG_BYTES:,}")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(src, "", "no such file") from None
@@ -222,14 +235,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise InputError(src, "", f"cannot read: {e.strerror or e.__class__.__name__}") from None
     if "\x00" in text:
         raise InputError(src, "", "not a text file (contains NUL bytes); is it binary?")
-    raw = _load_yaml(text, src)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise InputError(src, "", f"must be a mapping of keys, got {_kind(raw)}")
-    for item in overrides:
-        apply_override(raw, item)
-    return parse_config(raw, src, base_dir=p.parent)
+    return _load_yaml(text, src)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -527,8 +533,9 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
     base: dict[str, Any] = {}
     name = v.get("name")
     if name is not None:
-        if not isinstance(name, str) or not name:
-            raise c.err(f"{where}.name", "must be a non-empty string")
+        bad = _name_problem(name)
+        if bad:
+            raise c.err(f"{where}.name", bad)
         base = dict(SYSTEM_PRESETS.get(name, {}))
     placement = v.get("placement", base.get("placement", "fmplex"))
     if placement not in PLACEMENTS:
@@ -582,13 +589,32 @@ _TASK_KEYS = {
 }
 
 
+MAX_NAME_CHARS = 100  # task and system names: they name results folders and CSV fields
+
+
+def _name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a task or system (it becomes a folder name and a CSV field),
+    or None."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be a non-empty name, got {name!r}"
+    if len(name) > MAX_NAME_CHARS:
+        return f"is {len(name)} characters long; a name is at most {MAX_NAME_CHARS}"
+    if name in (".", ".."):
+        return f"{name!r} cannot name a results folder; choose another name"
+    for ch in name:
+        if ch in ",/\\" or ord(ch) < 32 or ord(ch) == 127:
+            return f"{name!r} holds {ch!r}; a name has no commas, slashes or control characters"
+    return None
+
+
 def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
     if not isinstance(v, dict):
         raise c.err(where, f"must be a mapping, got {_kind(v)}")
     _known(v, c, where, _TASK_KEYS)
     name = v.get("name")
-    if not isinstance(name, str) or not name.strip() or "," in name or "\n" in name:
-        raise c.err(f"{where}.name", f"must be a non-empty name without commas, got {name!r}")
+    bad = _name_problem(name)
+    if bad:
+        raise c.err(f"{where}.name", bad)
     if "backbone" not in v:
         raise c.err(f"{where}.backbone", "missing: name the shared backbone (see `fmplex-sim catalog`)")
     bb = v.get("backbone")
@@ -630,6 +656,10 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
             f"{where}.output_len",
             f"input_len + output_len = {input_len + output_len} exceeds {bb}'s {backbone.max_positions} positions",
         )
+    prefix = max((e.virtual_tokens for e in exts if e.kind == "prefix"), default=0)
+    if prefix and input_len + output_len + prefix > backbone.max_positions:
+        raise c.err(f"{where}.extensions", f"a prefix of {prefix} virtual tokens before input_len + output_len = "
+                    f"{input_len + output_len} exceeds {bb}'s {backbone.max_positions} positions")
     return TaskSpec(
         name=name,
         backbone=bb,
@@ -837,12 +867,23 @@ def expand_tasks(
 
 
 # ----------------------------------------------------------------------------- scalars
-def _yaml_number(text: str) -> str:
-    """``text`` (a float Python reads but YAML 1.1 does not, like 1e3) as YAML reads a number."""
-    mantissa, e, exp = text.strip().lower().partition("e")
-    if e and "." not in mantissa:
-        return f"{mantissa}.0e{exp}"
-    return text.strip()
+def _number_hint(text: str) -> str:
+    """Why YAML read ``text``, which Python reads as a number, as text, and how to write it."""
+    t = text.strip()
+    try:
+        x = float(t)
+    except ValueError:
+        return ""
+    if not math.isfinite(x):
+        return ""  # nan, inf: refused as numbers anyway
+    mantissa, e, exp = t.lower().partition("e")
+    if not e:
+        return f" (quoted, so YAML reads it as text: write {t} without quotes)"
+    if "." not in mantissa:
+        mantissa += ".0"
+    if exp[:1] not in ("+", "-"):
+        exp = "+" + exp
+    return f" (YAML 1.1 reads {t} as text: a number in exponent form needs a dot and a signed exponent, e.g. {mantissa}e{exp})"
 
 
 def _kind(v: Any) -> str:
@@ -862,13 +903,7 @@ def _known(v: dict, c: _Ctx, where: str, allowed: set[str]) -> None:
 def _num(v: Any, c: _Ctx, where: str, *, lo: float | None = None, positive: bool = False,
          hi: float | None = None) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        hint = ""
-        if isinstance(v, str):
-            try:
-                float(v)
-                hint = f" (YAML reads {v} as text: write it with a dot, e.g. {_yaml_number(v)})"
-            except ValueError:
-                pass
+        hint = _number_hint(v) if isinstance(v, str) else ""
         raise c.err(where, f"must be a number, got {_kind(v)}{hint}")
     try:
         x = float(v)

@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from fmplex_sim.compare import COMPARISON_COLUMNS, comparison_row
-from fmplex_sim.config import RunConfig, _load_yaml, load_config
+from fmplex_sim.config import RunConfig, load_config, read_yaml_file
 from fmplex_sim.errors import InputError
 from fmplex_sim.results import results_dir
 from fmplex_sim.sweep_exec import Interrupted
@@ -100,17 +100,20 @@ def _digest(overrides: tuple[tuple[str, Any], ...]) -> str:
 
 
 def _read_yaml(path: str) -> Any:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, "", "no such file") from None
-    except IsADirectoryError:
-        raise InputError(path, "", "is a directory, not a YAML file") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, "", f"not a UTF-8 text file (byte {e.start}); is it binary?") from None
-    except OSError as e:
-        raise InputError(path, "", f"cannot read: {e.strerror or e.__class__.__name__}") from None
-    return _load_yaml(text, path)
+    return read_yaml_file(Path(path), path)
+
+
+def _not_plain(v: Any) -> str | None:
+    """The kind of the first value in ``v`` that is not plain JSON data (YAML also makes dates,
+    bytes and sets), or None."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return None
+    if isinstance(v, list):
+        return next((k for k in map(_not_plain, v) if k is not None), None)
+    if isinstance(v, dict):
+        return next((k for k in map(_not_plain, list(v) + list(v.values())) if k is not None), None)
+    return {"date": "a date", "datetime": "a date and time", "bytes": "binary data", "set": "a set"}.get(
+        type(v).__name__, f"a {type(v).__name__}")
 
 
 def _override_sets(raw: dict, src: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
@@ -139,6 +142,11 @@ def _override_sets(raw: dict, src: str) -> list[tuple[str, tuple[tuple[str, Any]
             raise InputError(src, f"points[{i}]", "must be a mapping of key: value")
         sets.append((f"points[{i}]", tuple((_DOTTED.sub(r"[\1]", k), v) for k, v in p.items())))
     for where, ov in sets:
+        for k, v in ov:
+            odd = _not_plain(v)
+            if odd is not None:
+                raise InputError(src, where, f"{k}: YAML read a value as {odd}; a value is a number, "
+                                 "text, true/false, a list or a mapping (quote it to keep it as text)")
         keys = [k for k, _ in ov]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
@@ -200,7 +208,23 @@ def load_sweep(path: str | Path) -> Sweep:
             pid = f"{pid[:_ID_LEN]}-{_digest(ov)}"
         ids.add(pid)
         points.append(Point(pid, ov, cfg))
+    _check_traces(points)
     return Sweep(src, base, tuple(points))
+
+
+def _check_traces(points: list[Point]) -> None:
+    """Read every trace file the points name, once each, so a bad row is reported before any
+    point runs (and before anything is written). ServeGen folders are generated per point's
+    window, not read whole, so they are checked when their point runs."""
+    from fmplex_sim.traces import load_trace
+
+    seen: set[tuple[str, str]] = set()
+    for p in points:
+        tr = p.config.workload.trace
+        if tr is None or tr.format == "servegen" or (tr.format, tr.path) in seen:
+            continue
+        seen.add((tr.format, tr.path))
+        load_trace(tr.format, tr.path)
 
 
 # ----------------------------------------------------------------------------- the folder

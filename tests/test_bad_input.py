@@ -928,7 +928,16 @@ def test_a_number_yaml_reads_as_text_gets_a_hint():
         cfg = d / "c.yaml"
         cfg.write_text(yaml.safe_dump(BASE, sort_keys=False).replace("duration_s: 1\n", "duration_s: 1e3\n"))
         line = assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "duration_s")
-        assert "1.0e3" in line
+        fix = line.rsplit("e.g. ", 1)[1].rstrip(")")
+        assert yaml.safe_load(f"x: {fix}") == {"x": 1000.0}  # the hint's own spelling reads as a number
+
+
+def test_a_quoted_number_gets_the_hint_to_drop_the_quotes():
+    with workdir() as d:
+        cfg = d / "c.yaml"
+        cfg.write_text(yaml.safe_dump(BASE, sort_keys=False).replace("duration_s: 1\n", "duration_s: '100'\n"))
+        line = assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "duration_s")
+        assert "without quotes" in line
 
 
 def test_an_empty_config_path_is_named():
@@ -964,3 +973,103 @@ def test_a_huge_bad_field_is_not_echoed_whole():
         rc, out, err = call(sim_main, ["trace", "info", trace, "--format", "native"])
         assert_refused((rc, out, err), str(trace))
         assert len(err) < 2000 and "characters)" in err
+
+
+@pytest.mark.parametrize("name, problem", [("../../escaped", "'/'"), ("x/../y", "'/'"), ("..", "results folder"),
+                                           ("b\x00c", "control"), ("n" * 300, "at most")])
+def test_a_task_name_that_cannot_name_a_folder_is_refused(name, problem):
+    """isolation writes <system>/alone/<task>/: '../..' wrote a results folder outside --out,
+    a NUL byte crashed it, and a 300-character name failed as an unwritable --out."""
+    raw = copy.deepcopy(BASE)
+    raw["tasks"][1]["name"] = name
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "r"
+        for argv in (["run", cfg, "--out", out], ["isolation", cfg, "--noisy", "a", "--out", out]):
+            assert_refused(call(sim_main, argv), str(cfg), "tasks[1].name", problem, out=out)
+        assert sorted(p.name for p in d.iterdir()) == ["c.yaml", "res"]
+
+
+def test_a_system_name_that_cannot_name_a_folder_is_refused():
+    raw = copy.deepcopy(BASE)
+    raw["system"]["name"] = "a/b"
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "r"
+        assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "system.name", out=out)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this platform")
+def test_a_trace_or_sweep_file_that_is_a_pipe_is_refused_not_read():
+    """A FIFO hung forever and /dev/zero was read until memory ran out."""
+    with workdir() as d:
+        fifo = d / "f.csv"
+        os.mkfifo(fifo)
+        assert_refused(call(sim_main, ["trace", "info", fifo, "--format", "native"]), str(fifo), "not a regular file")
+        raw = copy.deepcopy(BASE)
+        raw["workload"] = {"trace": {"format": "native", "path": str(fifo)}}
+        out = d / "res" / "r"
+        assert_refused(call(sim_main, ["run", _cfg_with(d, raw), "--out", out]), str(fifo), "not a regular file", out=out)
+        assert_refused(call(sim_main, ["sweep", fifo, "--out", out]), str(fifo), "not a regular file", out=out)
+
+
+@pytest.mark.parametrize("value", ["2024-01-01", "!!binary YWJj", "!!set {a: null}"])
+def test_a_sweep_value_yaml_reads_as_a_date_bytes_or_set_is_refused(value):
+    with workdir() as d:
+        sweep, out = d / "s.yaml", d / "res" / "r"
+        sweep.write_text(f"base: {_cfg_with(d, BASE)}\ngrid: {{seed: [{value}]}}\n")
+        assert_refused(call(sim_main, ["sweep", sweep, "--out", out]), str(sweep), "grid", "seed", out=out)
+
+
+def test_a_bad_trace_row_in_any_sweep_point_is_found_before_any_point_runs():
+    """The good point used to run and stay in --out while the bad one failed."""
+    with workdir() as d:
+        (d / "good.csv").write_text("arrival_s,task,input_len\n0.1,x,10\n0.2,y,12\n")
+        (d / "bad.csv").write_text("arrival_s,task,input_len\n0.1,x,10\n0.2,x,ten\n")
+        base = dict(copy.deepcopy(BASE), duration_s=None, workload={"trace": {"format": "native", "path": "good.csv"}})
+        del base["duration_s"]
+        sweep, out = d / "s.yaml", d / "res" / "r"
+        sweep.write_text(yaml.safe_dump({"base": str(_cfg_with(d, base)),
+                                         "grid": {"workload.trace.path": ["good.csv", "bad.csv"]}}))
+        assert_refused(call(sim_main, ["sweep", sweep, "--out", out, "--workers", "1"]), "bad.csv", "line 3", out=out)
+
+
+def test_trace_convert_names_the_window_option():
+    with workdir() as d:
+        trace, out = d / "t.csv", d / "res" / "o.csv"
+        trace.write_text("arrival_s,task,input_len\n0.1,x,10\n0.5,x,8\n")
+        assert_refused(call(sim_main, ["trace", "convert", trace, "--format", "native", "--window-start", "100",
+                                       "--out", out]), str(trace), "--window-start", out=out)
+
+
+def test_a_prefix_longer_than_the_positions_left_is_refused():
+    raw = copy.deepcopy(BASE)
+    raw["tasks"][1]["extensions"] = [{"kind": "prefix", "virtual_tokens": LLAMA_POSITIONS}]
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "r"
+        assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "tasks[1].extensions", "positions", out=out)
+
+
+# A config the harness runs as it is (BASE has a prefix extension, which only the simulator models)
+HARNESS_CFG = {"seed": 1, "duration_s": 0.5, "cluster": {"device": "CPU"},
+               "tasks": [{"name": n, "backbone": "minilm-l6", "extensions": [{"kind": "head", "outputs": 2}]}
+                         for n in ("a", "b")]}
+
+
+@pytest.mark.parametrize("command", ["replay", "validate", "isolation"])
+def test_the_harness_refuses_an_extension_it_cannot_run_before_building_models(command):
+    """A prefix extension passed the config check and failed with a traceback once the models
+    were built."""
+    raw = copy.deepcopy(HARNESS_CFG)
+    raw["tasks"][1]["extensions"] = [{"kind": "prefix", "virtual_tokens": 4}]
+    extra = ["--noisy", "a"] if command == "isolation" else []
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "r"
+        assert_refused(call(exec_main, [command, cfg, "--out", out, "--device", "cpu", *extra]),
+                       str(cfg), "'b'", "prefix", out=out)
+
+
+@pytest.mark.parametrize("path", ["/dev/null"])
+def test_validate_names_a_profile_that_is_not_a_regular_file(path):
+    with workdir() as d:
+        out = d / "res" / "r"
+        assert_refused(call(exec_main, ["validate", _cfg_with(d, HARNESS_CFG), "--profile", path, "--out", out]),
+                       "--profile", "not a regular file", out=out)

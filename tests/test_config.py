@@ -244,7 +244,7 @@ MALFORMED = [
     ("bad-backbone", lambda r: r["tasks"][0].update(backbone="bert-huge"), "tasks[0].backbone",
      "unknown backbone 'bert-huge'"),
     ("no-name", lambda r: _del(r["tasks"][0], "name"), "tasks[0].name", "non-empty name"),
-    ("name-comma", lambda r: r["tasks"][0].update(name="a,b"), "tasks[0].name", "without commas"),
+    ("name-comma", lambda r: r["tasks"][0].update(name="a,b"), "tasks[0].name", "no commas"),
     ("dup-name", lambda r: r["tasks"][1].update(name="a"), "tasks[1].name", "duplicate task name 'a'"),
     ("weight-zero", lambda r: r["tasks"][1].update(weight=0), "tasks[1].weight", "must be > 0"),
     ("weight-negative", lambda r: r["tasks"][0].update(weight=-2), "tasks[0].weight", "must be > 0"),

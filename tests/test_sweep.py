@@ -292,10 +292,10 @@ tasks:
 """
 
 
-@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("folder", ["absent", "empty"])
-def test_a_point_failing_on_a_bad_trace_row_leaves_the_folder_as_it_was(tmp_path, capsys, workers, folder):
-    # the trace's rows are read only when a point runs, after sweep.json is written
+def test_a_bad_trace_row_in_any_point_is_found_before_any_point_runs(tmp_path, capsys, folder):
+    # every trace file the points name is read once while the sweep is loaded: the good point
+    # used to run and stay, with sweep.json, while the bad one failed
     rows = "arrival_s,task,input_len\n" + "".join(f"{i / 10},t0,32\n" for i in range(20))
     (tmp_path / "good.csv").write_text(rows)
     (tmp_path / "bad.csv").write_text(rows + "3.0,t0,abc\n")
@@ -303,15 +303,33 @@ def test_a_point_failing_on_a_bad_trace_row_leaves_the_folder_as_it_was(tmp_path
     out = tmp_path / "out"
     if folder == "empty":
         out.mkdir()
-    path = sweep_file(tmp_path, "base: base.yaml\ngrid: {workload.trace.path: [bad.csv], seed: [1, 2]}\n")
-    rc, stdout, err = cli(capsys, "sweep", path, "--out", out, "--workers", workers)
+    path = sweep_file(tmp_path, "base: base.yaml\npoints: [{seed: 1}, {workload.trace.path: bad.csv}]\n")
+    rc, stdout, err = cli(capsys, "sweep", path, "--out", out, "--workers", 1)
     assert rc == 2 and stdout == "" and len(err.splitlines()) == 1, err
     assert "bad.csv: line 22: input_len 'abc' is not a number" in err
     assert (list(out.iterdir()) == []) if folder == "empty" else not out.exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("folder", ["absent", "empty"])
+def test_a_point_failing_as_it_runs_leaves_the_folder_as_it_was(tmp_path, capsys, workers, folder):
+    # a window past the trace's end is found only when the point shapes its trace, after
+    # sweep.json is written
+    rows = "arrival_s,task,input_len\n" + "".join(f"{i / 10},t0,32\n" for i in range(20))
+    (tmp_path / "good.csv").write_text(rows)
+    (tmp_path / "base.yaml").write_text(TRACE_BASE)
+    out = tmp_path / "out"
+    if folder == "empty":
+        out.mkdir()
+    path = sweep_file(tmp_path, "base: base.yaml\ngrid: {workload.window.start_s: [100], seed: [1, 2]}\n")
+    rc, stdout, err = cli(capsys, "sweep", path, "--out", out, "--workers", workers)
+    assert rc == 2 and stdout == "" and len(err.splitlines()) == 1, err
+    assert "good.csv: workload.window" in err
+    assert (list(out.iterdir()) == []) if folder == "empty" else not out.exists()
     # a point that finished is a result worth resuming from: it stays
-    path = sweep_file(tmp_path, "base: base.yaml\npoints: [{seed: 1}, {workload.trace.path: bad.csv}]\n")
+    path = sweep_file(tmp_path, "base: base.yaml\npoints: [{seed: 1}, {workload.window.start_s: 100}]\n")
     rc, _, err = cli(capsys, "sweep", path, "--out", out, "--workers", 1)
-    assert rc == 2 and "bad.csv: line 22" in err
+    assert rc == 2 and "workload.window" in err
     assert point_dirs(out) == ["seed=1"] and (out / "sweep.json").is_file()
 
 

@@ -211,7 +211,7 @@ def test_trace_convert_round_trips_through_native(tmp_path, traces, capsys):
     (["--format", "azure", "--rate-scale", "0"], "--rate-scale"),
     (["--format", "azure", "--tasks", "0"], "--tasks"),
     (["--format", "azure", "--zipf", "-1"], "--zipf"),  # the option is named, not the config key it feeds
-    (["--format", "azure", "--window-start", "1e9"], "shaping.window"),
+    (["--format", "azure", "--window-start", "1e9"], "--window-start"),
 ])
 def test_trace_convert_errors_exit_2_and_write_nothing(tmp_path, capsys, args, needle):
     src = SAMPLES / "azure_like.csv"

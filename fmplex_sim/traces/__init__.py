@@ -21,6 +21,7 @@ tokenizer would) and at least 1; generated tokens are kept only for decoder back
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -61,8 +62,11 @@ def load_trace(fmt: str, path: str, *, seed: int = 0, window: tuple[float, float
 
 def shape_trace(trace: Trace, *, n_tasks: int, rng: np.random.Generator, zipf: float | None = None,
                 window: tuple[float, float | None] | None = None, burstiness_scale: float = 1.0,
-                rate_scale: float = 1.0, max_requests: int | None = None, where: str = "workload") -> Trace:
-    """Apply the shaping steps in the module's order. Raises InputError naming the option."""
+                rate_scale: float = 1.0, max_requests: int | None = None,
+                where: str | Mapping[str, str] = "workload") -> Trace:
+    """Apply the shaping steps in the module's order. Raises InputError naming the option:
+    ``<where>.<step>`` (a config key), or ``where[step]`` when ``where`` maps each step
+    (window, tasks, burstiness_scale, rate_scale, max_requests) to a command-line option."""
     step = "window"
     try:
         if window is not None:
@@ -82,7 +86,8 @@ def shape_trace(trace: Trace, *, n_tasks: int, rng: np.random.Generator, zipf: f
         if max_requests is not None:
             trace = shaping.max_requests(trace, max_requests)
     except ValueError as e:
-        raise InputError(trace.source, f"{where}.{step}", str(e)) from None
+        label = where[step] if isinstance(where, Mapping) else f"{where}.{step}"
+        raise InputError(trace.source, label, str(e)) from None
     return trace
 
 

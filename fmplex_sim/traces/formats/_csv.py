@@ -41,6 +41,8 @@ def read_text(path: str | os.PathLike) -> str:
     src = source_of(path)
     if os.path.isdir(src):
         raise InputError(src, "", "is a folder, expected a file")
+    if os.path.exists(src) and not os.path.isfile(src):
+        raise InputError(src, "", "is not a regular file (a device, pipe or socket?)")
     try:
         with open(src, "rb") as fh:
             data = fh.read()
