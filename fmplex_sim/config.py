@@ -536,7 +536,7 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
         bad = _name_problem(name)
         if bad:
             raise c.err(f"{where}.name", bad)
-        base = dict(SYSTEM_PRESETS.get(name, {}))
+        base = system_parts(name) or {}  # a preset or PLACEMENT-SCHEDULER: its parts
     placement = v.get("placement", base.get("placement", "fmplex"))
     if placement not in PLACEMENTS:
         raise c.err(f"{where}.placement", f"unknown placement {placement!r} (known: {', '.join(PLACEMENTS)})")
@@ -545,10 +545,9 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
         raise c.err(f"{where}.scheduler", f"unknown scheduler {scheduler!r} (known: {', '.join(SCHEDULER_NAMES)})")
     if name is None:
         name = placement if scheduler == SYSTEM_PRESETS[placement]["scheduler"] else f"{placement}-{scheduler}"
-    elif name in SYSTEM_PRESETS and (placement, scheduler) != tuple(SYSTEM_PRESETS[name].values()):
-        preset = SYSTEM_PRESETS[name]
-        raise c.err(f"{where}.name", f"{name!r} is the preset {preset['placement']} placement with "
-                    f"{preset['scheduler']}, not {placement} with {scheduler}; results would carry the "
+    elif base and (placement, scheduler) != (base["placement"], base["scheduler"]):
+        raise c.err(f"{where}.name", f"{name!r} names the {base['placement']} placement with "
+                    f"{base['scheduler']}, not {placement} with {scheduler}; results would carry the "
                     "wrong label: choose another name")
     cross = v.get("cross_task")
     if cross is not None and not isinstance(cross, bool):

@@ -1073,3 +1073,19 @@ def test_validate_names_a_profile_that_is_not_a_regular_file(path):
         out = d / "res" / "r"
         assert_refused(call(exec_main, ["validate", _cfg_with(d, HARNESS_CFG), "--profile", path, "--out", out]),
                        "--profile", "not a regular file", out=out)
+
+
+@pytest.mark.parametrize("name", ["colocate-vtc", "fmplex-fifo", "spatial-rr"])
+def test_a_placement_scheduler_name_in_a_mapping_runs_that_system(name):
+    """`{name: colocate-vtc, max_batch: 8}` ran fmplex with bfq under the label colocate-vtc."""
+    from fmplex_sim.config import parse_config
+
+    raw = copy.deepcopy(BASE)
+    raw["system"] = {"name": name, "max_batch": 8}
+    placement, scheduler = name.split("-")
+    system = parse_config(raw, "c.yaml").system
+    assert (system.name, system.placement, system.scheduler, system.max_batch) == (name, placement, scheduler, 8)
+    raw["system"] = {"name": name, "scheduler": "bfq"}
+    with workdir() as d:
+        cfg = _cfg_with(d, raw)
+        assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "system.name")
