@@ -35,7 +35,7 @@ from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
 from fmplex_sim.latency.base import InstanceCost, LatencyModel
-from fmplex_sim.metrics import Records, check_accounting, expire_at_horizon, summarize
+from fmplex_sim.metrics import Records, check_accounting, check_nothing_lost, expire_at_horizon, summarize
 from fmplex_sim.policies.placement import InstancePlan, make_placement
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
 from fmplex_sim.policies.scheduling.base import charge_shares
@@ -246,6 +246,11 @@ class Runtime:
                     w.cond.wait(0.05)
             with w.run_lock:
                 t0 = self._now()
+                # The pick may have waited for run_lock (a task's update or removal holds it):
+                # what has now waited past its limit is rejected, as at the pick, not run late.
+                decision = self._start(w, decision, t0)
+                if decision is None:
+                    continue
                 errors = w.execute(decision)
                 t1 = self._now()
             service = t1 - t0
@@ -253,7 +258,6 @@ class Runtime:
                 bid = self._batches
                 self._batches += 1
                 for r, err in zip(decision.requests, errors):
-                    self.start[r.id] = t0
                     if err:
                         self.reason[r.id] = err
                     else:
@@ -264,6 +268,44 @@ class Runtime:
             with w.cond:
                 sched.on_batch_done(decision, service, t1)
                 w.running = None
+
+    def _held(self) -> list[int]:
+        """Ids of the requests still queued, in a running batch, or held for a loading task."""
+        with self.life:
+            ids = [r.id for reqs in self.pending.values() for r in reqs]
+            workers = list(self.workers)
+        for w in workers:
+            with w.cond:
+                q = w.sched.queues
+                ids += [r.id for t in q.tasks() for r in q[t]]
+                if w.running is not None:
+                    ids += [r.id for r in w.running.requests]
+        return ids
+
+    def _start(self, w: _Worker, batch: Batch, t0: float) -> Batch | None:
+        """Record ``batch``'s start at ``t0``, leaving out (rejected, ``queue_timeout``) the
+        requests that waited past their task's limit by then; None if none is left."""
+        limit = self.queue_limit_s
+        keep = [r for r in batch.requests if r.arrival_s + limit.get(r.task, math.inf) >= t0]
+        with self._lock:
+            for r in batch.requests:
+                self.start[r.id] = t0
+            if len(keep) < len(batch.requests):
+                for r in batch.requests:
+                    if r.arrival_s + limit.get(r.task, math.inf) < t0:
+                        self.start[r.id] = math.nan
+                        self.reason[r.id] = "queue_timeout"
+        if len(keep) == len(batch.requests):
+            return batch
+        if not keep:
+            with w.cond:
+                w.running = None
+            return None
+        leader = batch.leader if any(r.task == batch.leader for r in keep) else keep[0].task
+        batch = Batch(tuple(keep), leader=leader)
+        with w.cond:
+            w.running = batch
+        return batch
 
     @staticmethod
     def _memory(workers: list[_Worker]) -> dict:
@@ -330,6 +372,7 @@ class Runtime:
                           batch_id=self.batch_of.copy(), instances=tuple(w.plan.id for w in workers),
                           instance=self.inst_of.copy(), reason=list(self.reason))
             service = dict(self.service)
+        as_taken = replace(rec, reason=list(rec.reason))  # for check_nothing_lost, below
         expire_at_horizon(rec, self.queue_limit_s, horizon)
         # Past it no batch starts (_serve); the one running is waited for, so that no forward
         # outlives run() and slows what the process does next (another replay, its exit).
@@ -339,6 +382,13 @@ class Runtime:
                 w.cond.notify()
         for th in list(self._threads):
             th.join(self.FINISH_BATCH_S)
+        # Every request the records leave open must still be held: queued, in a batch still
+        # running, or waiting for its task to load (threads may have settled more since).
+        held = self._held()
+        with self._lock:  # settled after the records were taken: not lost either
+            held += np.flatnonzero(np.isfinite(self.finish)).tolist()
+            held += [i for i, r in enumerate(self.reason) if r]
+        check_nothing_lost(as_taken, held, exact=False)
         for w in workers:
             close = getattr(w.execute, "close", None)
             if close is not None:

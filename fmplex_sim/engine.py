@@ -68,6 +68,7 @@ class RunResult:
     unplaced: dict[str, str] = field(default_factory=dict)  # task -> reason it fit nowhere
     updated: dict[str, float] = field(default_factory=dict)  # task -> when its new version took over
     wall_s: float = 0.0  # wall-clock seconds the simulation took
+    held: list[int] = field(default_factory=list)  # ids queued, running or waiting to load at the horizon
 
 
 class _Clock(simpy.Environment):
@@ -118,7 +119,7 @@ class _Device:
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
                  "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since",
-                 "slice_threads")
+                 "slice_threads", "running")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
         self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
@@ -135,6 +136,7 @@ class _Instance:
         self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
+        self.running: list = []  # batches picked and not yet finished
 
 
 class Engine:
@@ -393,6 +395,10 @@ class Engine:
             service_s, host = inst.cost.times(decision)
             inst.inflight += 1
             inst.last_host = host
+            inst.running.append(decision)
+            start = self.start
+            for r in decision.requests:  # started: picked in time (a batch running at the horizon too)
+                start[r.id] = now
             if inst.cores is not None:
                 # CPU: the whole batch is work on cores shared with whatever else runs there,
                 # plus the wake-up of its serving thread if that was idle (each replica's own),
@@ -485,6 +491,7 @@ class Engine:
             for task, share in charge_shares(batch, service_s).items():
                 service[task] += share
         inst.sched.on_batch_done(batch, service_s, t1)
+        inst.running.remove(batch)
         inst.inflight -= 1
         if not inst.jit_timer and inst.sched.queues.total:
             self._kick(inst)
@@ -615,7 +622,18 @@ class Engine:
             unplaced=self.unplaced,
             updated=self.updated,
             wall_s=time.perf_counter() - t_wall,
+            held=self._held(),
         )
+
+    def _held(self) -> list[int]:
+        """Ids of the requests the engine still holds: queued, in a running batch, or waiting
+        for their task to load (:func:`fmplex_sim.metrics.check_nothing_lost`)."""
+        ids = [r.id for reqs in self.pending.values() for r in reqs]
+        for inst in self.instances:
+            q = inst.sched.queues
+            ids += [r.id for t in q.tasks() for r in q[t]]
+            ids += [r.id for b in inst.running for r in b.requests]
+        return ids
 
 
 def _load_key(inst: _Instance) -> tuple[int, int]:

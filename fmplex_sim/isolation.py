@@ -170,7 +170,7 @@ def report(
 def _target(values: dict[str, float | None], ok, worst) -> dict:
     judged = {t: v for t, v in values.items() if v is not None}
     return {
-        "met": all(ok(v) for v in judged.values()),
+        "met": all(ok(v) for v in judged.values()) if judged else None,  # None: no task to judge
         "judged": sorted(judged),
         "failing": sorted(t for t, v in judged.items() if not ok(v)),
         "worst": worst(judged.values()) if judged else None,

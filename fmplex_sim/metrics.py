@@ -15,7 +15,6 @@ and their mean.
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -73,8 +72,11 @@ def write_requests_csv(path, rec: Records) -> None:
     """Write one row per request with the columns of :data:`RECORD_COLUMNS`."""
     st = rec.status()
     lat = (rec.finish_s - rec.arrival_s) * 1000.0
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    with open(path, "w", newline="") as fh:
+        _write_rows(csv.writer(fh, lineterminator="\n"), rec, st, lat)
+
+
+def _write_rows(w, rec: Records, st: np.ndarray, lat: np.ndarray) -> None:
     w.writerow(RECORD_COLUMNS)
     tasks, insts = rec.tasks, rec.instances
     for i, (k, a, s, f, l, b, n, c) in enumerate(
@@ -93,8 +95,6 @@ def write_requests_csv(path, rec: Records) -> None:
             _STATUS[c],
             rec.reason[i],
         ))
-    with open(path, "w", newline="") as fh:
-        fh.write(buf.getvalue())
 
 
 def _stats(x: np.ndarray) -> dict:
@@ -190,6 +190,32 @@ def summarize(
         "per_task": per_task,
         "run": {"wall_s": _r(wall_s), "sim_requests_per_s": _r(n / wall_s) if wall_s > 0 else None},
     }
+
+
+def check_nothing_lost(rec: Records, held, exact: bool = True) -> None:
+    """Raise AssertionError unless the requests the records leave open (no finish, no reason)
+    are the ones the engine still holds at the horizon: ``held``, the ids queued, in a running
+    batch, or waiting for their task to load. The summary's ``arrived == completed + rejected +
+    unfinished`` holds by construction (every row has one status); this is the check that a
+    request an engine dropped without a reason, or settled twice, fails. ``exact=False`` (an
+    engine whose threads may settle requests after the records were taken): only the open ones
+    the engine does not hold are an error."""
+    done = np.isfinite(rec.finish_s)
+    rejected = {i for i, r in enumerate(rec.reason) if r}
+    both = sorted(i for i in rejected if done[i])
+    if both:
+        raise AssertionError(f"request accounting broken: {len(both)} request(s) both finished and rejected "
+                             f"(ids {both[:5]})")
+    open_ = set(np.flatnonzero(~done).tolist()) - rejected
+    held = set(held)
+    lost = sorted(open_ - held)
+    if lost:
+        raise AssertionError(f"request accounting broken: {len(lost)} request(s) neither finished, rejected nor "
+                             f"held by the engine at the horizon (ids {lost[:5]})")
+    twice = sorted(held - open_) if exact else []
+    if twice:
+        raise AssertionError(f"request accounting broken: {len(twice)} request(s) held by the engine at the "
+                             f"horizon are also finished or rejected (ids {twice[:5]})")
 
 
 def check_accounting(summary: dict) -> None:

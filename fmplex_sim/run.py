@@ -12,7 +12,14 @@ from fmplex_sim import workload as wl_mod
 from fmplex_sim.config import RunConfig
 from fmplex_sim.engine import Engine, RunResult
 from fmplex_sim.latency.base import LatencyModel
-from fmplex_sim.metrics import Records, check_accounting, expire_at_horizon, summarize, write_requests_csv
+from fmplex_sim.metrics import (
+    Records,
+    check_accounting,
+    check_nothing_lost,
+    expire_at_horizon,
+    summarize,
+    write_requests_csv,
+)
 from fmplex_sim.results import provenance, write_json, write_yaml
 from fmplex_sim.workload import Workload
 
@@ -74,6 +81,7 @@ def simulate(
         instance=res.instance,
         reason=res.reason,
     )
+    check_nothing_lost(rec, res.held)
     expire_at_horizon(rec, {t.name: t.queue_limit_ms / 1000.0 for t in cfg.tasks}, cfg.duration_s + cfg.drain_s)
     sysc = cfg.system
     summary = summarize(

@@ -105,3 +105,59 @@ def test_isolation_replays_the_shared_stream_alone_and_without_the_noisy_task(tm
     assert arrivals("without-noisy", "sst2") == []
     shared = json.loads((out / "fmplex" / "shared" / "summary.json").read_text())
     assert shared["requests"]["unfinished"] > 0  # the flood's queue at the horizon: not served after it
+
+
+def _sleeper(seconds: float, late_s: float, after_s: float):
+    """An executor factory whose instances run no model: a batch takes ``seconds``, or
+    ``late_s`` when it holds a request that arrived at ``after_s`` or later."""
+    import time as _time
+
+    def factory(plan, tasks, opts):
+        def run(batch):
+            slow = any(r.arrival_s >= after_s for r in batch.requests)
+            _time.sleep(late_s if slow else seconds)
+            return [""] * batch.size
+        return run
+    return factory
+
+
+def test_a_pick_held_up_past_its_limit_is_rejected_and_a_batch_running_at_the_horizon_is_unfinished():
+    """Start is when the batch begins (after run_lock, which a task's update or removal holds):
+    a request that waited past max_queue_ms by then is rejected (queue_timeout), never run late.
+    A batch still running at the horizon leaves its requests unfinished with their start, not
+    timed out. And nothing is lost: the records' open requests are what the runtime holds."""
+    import threading
+    import time as _time
+
+    import numpy as np
+
+    from conftest import make_cfg
+    from fmplex_exec.runtime import Runtime
+    from fmplex_sim.workload import from_arrays
+
+    raw = {"seed": 1, "duration_s": 1.0, "drain_s": 0.0, "cluster": {"device": "CPU", "gpus": 1},
+           "latency_model": "roofline", "system": {"placement": "fmplex", "scheduler": "bfq", "max_batch": 4},
+           "tasks": [{"name": "a", "backbone": "minilm-l6", "input_len": 16, "slo_ms": 20, "max_queue_ms": 50,
+                      "arrival": {"process": "poisson", "rate_rps": 1}}]}
+    t = np.array([0.05] + [0.30 + 0.001 * i for i in range(8)] + [0.90])
+    n = len(t)
+    wl = from_arrays(("a",), t, np.zeros(n, dtype=np.int32), np.full(n, 16, dtype=np.int32), np.zeros(n, dtype=np.int32))
+    rt = Runtime(make_cfg(raw), wl, _sleeper(0.01, late_s=0.6, after_s=0.9))
+
+    def hold():  # as an update's swap does: the serving thread picks, then waits for the lock
+        while not rt.workers:
+            _time.sleep(0.005)
+        w = rt.workers[0]
+        _time.sleep(0.28)
+        with w.run_lock:
+            _time.sleep(0.3)
+    threading.Thread(target=hold, daemon=True).start()
+    rec, s = rt.run()
+    st = rec.status()
+    wait = rec.start_s - rec.arrival_s
+    assert st[0] == 0 and np.all(wait[st == 0] <= 0.050 + 1e-9), wait
+    late = [i for i in range(1, 9) if rec.reason[i] == "queue_timeout"]
+    assert late and all(np.isnan(rec.start_s[i]) for i in late)
+    # the last request's batch began at once and was still running at the horizon
+    assert st[-1] == 2 and rec.reason[-1] == "" and rec.start_s[-1] - rec.arrival_s[-1] < 0.05
+    assert s["requests"]["arrived"] == n

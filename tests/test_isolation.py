@@ -180,3 +180,13 @@ def test_a_config_with_one_task_has_nobody_to_protect(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--noisy" in err and "no other task" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_target_with_no_task_to_judge_is_neither_met_nor_failed():
+    """Under fifo at overload every neighbour is backlogged: the p99 target judged nobody and
+    used to say met."""
+    shared = summary({"flood": (1, 3.0, 80, 900.0), "heavy": (2, 6.05, 40, 800.0)})
+    rep = report("flood", shared, ONE_INSTANCE, {"heavy": alone("heavy", 30.0)}, None)
+    for key in ("p99_within_1_5x_alone", "light_within_weighted_share"):
+        assert rep["targets"][key]["judged"] == [] and rep["targets"][key]["met"] is None
+    assert rep["targets"]["share_within_10pct"]["met"] is True

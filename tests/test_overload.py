@@ -273,3 +273,44 @@ def test_requests_past_their_limit_at_the_horizon_are_rejected_not_unfinished():
     # what was still within its limit at the horizon stays unfinished
     assert np.all(st[np.isnan(rec.start_s) & (rec.arrival_s + 0.005 > 1.0)] == 2)
     check_accounting(out.summary)
+    # a batch picked in time and still running at the horizon is unfinished, not timed out:
+    # its requests have a start (the pick) and no finish
+    running = np.isfinite(rec.start_s) & ~np.isfinite(rec.finish_s)
+    assert running.any()
+    assert np.all(st[running] == 2)
+    assert np.all(rec.start_s[running] - rec.arrival_s[running] <= 0.005 + 1e-12)
+
+
+OVER = {"seed": 3, "duration_s": 1.0, "drain_s": 0, "cluster": {"device": "H100-80GB", "gpus": 1},
+        "latency_model": "roofline", "system": {"placement": "fmplex", "scheduler": "bfq", "max_batch": 8},
+        "tasks": [{"name": n, "backbone": "bert-base", "input_len": 128, "slo_ms": 50, "max_queue_ms": 5,
+                   "arrival": {"process": "poisson", "rate_rps": 20000.0}} for n in ("a", "b")]}
+
+
+@pytest.mark.parametrize("fault", ["lose", "settle-twice"])
+def test_a_request_an_engine_loses_or_settles_twice_fails_the_run(monkeypatch, fault):
+    """The per-status sums hold by construction; what catches a lost request is comparing the
+    open records with what the engine still holds at the horizon. A request silently dropped
+    from a queue used to be reported as queue_timeout."""
+    from fmplex_sim.policies.scheduling.base import Scheduler
+
+    simulate(parse_config(OVER, "overload.yaml"))  # unharmed: passes
+    enqueue = Scheduler.enqueue
+    if fault == "lose":
+        def faulty(self, req, now):
+            if req.id % 500 != 7:
+                enqueue(self, req, now)
+        monkeypatch.setattr(Scheduler, "enqueue", faulty)
+    else:
+        drop = Scheduler.drop_expired
+
+        def faulty(self, now, limits):  # rejects the expired ones and leaves them queued
+            out = drop(self, now, limits)
+            for r in out[:1]:
+                self.queues._q[r.task].appendleft(r)
+                self.queues._busy.add(r.task)
+                self.queues.total += 1
+            return out
+        monkeypatch.setattr(Scheduler, "drop_expired", faulty)
+    with pytest.raises(AssertionError, match="request accounting broken"):
+        simulate(parse_config(OVER, "overload.yaml"))
