@@ -280,3 +280,23 @@ def test_a_trace_run_over_its_own_span_keeps_its_last_request(tmp_path):
     assert len(wl) == 3 and cfg.duration_s == 2.0
     raw["duration_s"] = 2.0  # a window the user sets stays half-open
     assert len(prepare(parse_config(raw, "t.yaml"))[1]) == 2
+
+
+def _native_names_cfg(tmp_path, rows: str, names=("a", "b")):
+    (tmp_path / "t.csv").write_text("arrival_s,task,input_len\n" + rows)
+    return parse_config({
+        "seed": 1, "duration_s": 1, "drain_s": 1, "cluster": {"device": "L4-24GB", "gpus": 1},
+        "workload": {"trace": {"format": "native", "path": str(tmp_path / "t.csv")}},
+        "tasks": [{"name": names[0], "backbone": "bert-base", "slo_ms": 50},
+                  {"name": names[1], "backbone": "vit-base", "slo_ms": 50}]}, "c.yaml")
+
+
+def test_a_native_trace_naming_the_configs_tasks_is_matched_by_name(tmp_path):
+    """Its rows used to go to config task k by popularity rank: the three 'b' rows ran as 'a'
+    on a's backbone and the 'a' row as 'b'."""
+    cfg, wl, info = prepare(_native_names_cfg(tmp_path, "0.1,b,16\n0.2,b,16\n0.3,a,16\n0.4,b,16\n"))
+    assert [wl.tasks[k] for k in wl.task.tolist()] == ["b", "b", "a", "b"]
+    assert info["tasks_matched_by"] == "name"
+    # names the config does not have: popularity rank, as documented (most requested -> tasks[0])
+    cfg, wl, info = prepare(_native_names_cfg(tmp_path, "0.1,y,16\n0.2,y,16\n0.3,x,16\n", names=("a", "b")))
+    assert [wl.tasks[k] for k in wl.task.tolist()] == ["a", "a", "b"] and info["tasks_matched_by"] == "popularity"

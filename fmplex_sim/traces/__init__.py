@@ -141,8 +141,15 @@ def trace_workload(cfg: RunConfig) -> tuple[RunConfig, Workload, dict]:
         keep = tr.arrival_s < duration
     if not keep.all():
         tr = tr.take(keep)
-    # Trace task k is the run's task k.
+    # Trace task k is the run's task k, unless the trace names its tasks and every name it
+    # keeps is a task of the config (a native trace written for it): then by name.
     idx = tr.task.astype(np.int32)
+    by_name = {t.name: k for k, t in enumerate(tasks)}
+    names = tr.task_names or ()
+    matched = (raw.task is not None and spec.task_count is None and not spec.map_backbones and len(names) > 0
+               and all(n in by_name for n in names))
+    if matched:
+        idx = np.array([by_name[n] for n in names], dtype=np.int32)[idx]
     limit = np.array([BACKBONES[t.backbone].max_positions - max(
         (e.virtual_tokens for e in t.extensions if e.kind == "prefix"), default=0) for t in tasks])
     decoder = np.array([BACKBONES[t.backbone].decoder for t in tasks])
@@ -156,6 +163,7 @@ def trace_workload(cfg: RunConfig) -> tuple[RunConfig, Workload, dict]:
         "read": raw.stats(),
         "shaped": tr.stats(),
         "inputs_truncated": clipped,
+        "tasks_matched_by": "name" if matched else "popularity",
         "duration_s": duration,
     }
     if cfg.duration_s is None:
