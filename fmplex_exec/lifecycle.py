@@ -101,11 +101,11 @@ class Lifecycle:
                 rt.start_worker(rt.new_worker(plan))
             for w in old:
                 prep = w.execute.prepare(task)  # while the instance keeps serving
-                with w.run_lock:
+                with w.exclusive():
                     w.execute.add(prep)
             if not rt.make_ready(task):  # ended while loading: the simulator never serves it either
                 for w in old:
-                    with w.run_lock:
+                    with w.exclusive():
                         w.execute.remove(task.name)
                 return
             self._log(task.name, "ready")
@@ -147,7 +147,7 @@ class Lifecycle:
                 if not busy:
                     break
                 time.sleep(DRAIN_POLL_S)
-            with w.run_lock:
+            with w.exclusive():
                 with w.cond:
                     w.sched.remove_task(name)
                     w.cost.remove_task(name)
@@ -174,7 +174,7 @@ class Lifecycle:
         waits, holds = [], []
         for w, prep in zip(ws, preps):
             t1 = time.perf_counter()
-            with w.run_lock:  # between two batches of this instance
+            with w.exclusive():  # between two batches of this instance
                 t2 = time.perf_counter()
                 with rt.life:
                     live = rt.state.get(name) == READY

@@ -21,11 +21,12 @@ process pinned to its own cores, torch limited to that many threads; see executo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -76,6 +77,22 @@ class _Worker:
     run_lock: threading.Lock = field(default_factory=threading.Lock)
     retired: bool = False  # no longer in the placement: serves what it holds, then stops
     running: Batch | None = None  # the batch picked and not yet reported done (under cond)
+    ops_waiting: int = 0  # lifecycle changes waiting for run_lock (under cond): no new batch starts
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold ``run_lock`` for a change to the model, between two batches. The serving thread
+        picks no new batch while a change waits, so a busy instance cannot starve it (a plain
+        lock handed back and forth let an update wait seconds at overload)."""
+        with self.cond:
+            self.ops_waiting += 1
+        try:
+            with self.run_lock:
+                yield
+        finally:
+            with self.cond:
+                self.ops_waiting -= 1
+                self.cond.notify_all()
 
 
 class Runtime:
@@ -227,6 +244,9 @@ class Runtime:
                 while True:
                     if self._stop.is_set() or ((w.retired or self._done.is_set()) and not len(sched)):
                         return  # the horizon, or nothing left to serve
+                    if w.ops_waiting:  # a lifecycle change goes first (_Worker.exclusive)
+                        w.cond.wait(0.05)
+                        continue
                     if len(sched):
                         now = self._now()
                         dropped = sched.drop_expired(now, self.queue_limit_s)
