@@ -161,3 +161,82 @@ def test_a_pick_held_up_past_its_limit_is_rejected_and_a_batch_running_at_the_ho
     # the last request's batch began at once and was still running at the horizon
     assert st[-1] == 2 and rec.reason[-1] == "" and rec.start_s[-1] - rec.arrival_s[-1] < 0.05
     assert s["requests"]["arrived"] == n
+
+
+class _PollingLock:
+    """A lock that threads other than ``owner`` take by polling every ``lag_s``, as a thread
+    of a saturated host gets scheduled: a thread that releases and retakes it at once always
+    wins, unless it stands back."""
+
+    def __init__(self, lag_s: float) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self.lag_s = lag_s
+        self.owner: int | None = None
+
+    def __enter__(self):
+        import threading
+        import time as _time
+
+        if threading.get_ident() == self.owner:
+            self._lock.acquire()
+        else:
+            while not self._lock.acquire(blocking=False):
+                _time.sleep(self.lag_s)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+def test_a_lifecycle_change_waits_for_at_most_the_batch_in_flight():
+    """_Worker.exclusive: while a change to the model waits for run_lock, no new batch starts,
+    so a backlogged instance cannot hand the lock back to itself batch after batch."""
+    import threading
+    import time as _time
+
+    import numpy as np
+
+    from conftest import make_cfg
+    from fmplex_exec.runtime import Runtime
+    from fmplex_sim.workload import from_arrays
+
+    log: list[str] = []
+    lock = _PollingLock(0.03)
+
+    def factory(plan, tasks, opts):
+        def run(batch):
+            lock.owner = threading.get_ident()  # the serving thread
+            log.append("batch")
+            _time.sleep(0.01)
+            return [""] * batch.size
+        return run
+
+    raw = {"seed": 1, "duration_s": 1.0, "drain_s": 0.0, "cluster": {"device": "CPU", "gpus": 1},
+           "latency_model": "roofline", "system": {"placement": "fmplex", "scheduler": "fifo", "max_batch": 1},
+           "tasks": [{"name": "a", "backbone": "minilm-l6", "input_len": 16, "slo_ms": 5000,
+                      "arrival": {"process": "poisson", "rate_rps": 1}}]}
+    n = 300  # all at once: 3 s of batches, backlogged for the whole run
+    wl = from_arrays(("a",), np.full(n, 0.01), np.zeros(n, dtype=np.int32), np.full(n, 16, dtype=np.int32),
+                     np.zeros(n, dtype=np.int32))
+    rt = Runtime(make_cfg(raw), wl, factory)
+
+    def change():
+        while not rt.workers:
+            _time.sleep(0.005)
+        w = rt.workers[0]
+        w.run_lock = lock
+        _time.sleep(0.3)
+        for _ in range(3):
+            log.append("want")
+            with w.exclusive():
+                log.append("change")
+            _time.sleep(0.05)
+    threading.Thread(target=change, daemon=True).start()
+    rt.run()
+    wants = [i for i, e in enumerate(log) if e == "want"]
+    assert len(wants) == 3, log.count("change")
+    for i in wants:
+        done = log.index("change", i)
+        assert log[i + 1:done].count("batch") <= 1, log[i:done + 1]
