@@ -290,7 +290,23 @@ def _load_yaml(text: str, src: str) -> Any:
         problem = getattr(e, "problem", None) or "invalid YAML"
         raise InputError(src, where, f"invalid YAML: {problem}") from None
     except RecursionError:
-        raise InputError(src, "", "invalid YAML: nested too deeply") from None
+        raise InputError(src, _deepest_line(text), "invalid YAML: nested too deeply") from None
+
+
+def _deepest_line(text: str) -> str:
+    """``line N`` where flow brackets (``[``, ``{``) first nest deepest in ``text``, or ``""``."""
+    depth = best = 0
+    line = at = 1
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, at = depth, line
+        elif ch in "]}":
+            depth -= 1
+    return f"line {at}" if best else ""
 
 
 _KEY_RE = re.compile(r"[A-Za-z_][\w-]*(?:\[\d+\])*(?:\.[A-Za-z_][\w-]*(?:\[\d+\])*)*")

@@ -1089,3 +1089,10 @@ def test_a_placement_scheduler_name_in_a_mapping_runs_that_system(name):
     with workdir() as d:
         cfg = _cfg_with(d, raw)
         assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "r"]), str(cfg), "system.name")
+
+
+def test_yaml_nested_too_deeply_names_the_line():
+    with workdir() as d:
+        cfg, out = d / "c.yaml", d / "res" / "r"
+        cfg.write_text("duration_s: 1\ntasks: []\nseed: " + "[" * 3000 + "]" * 3000 + "\n")
+        assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "line 3", "nested too deeply", out=out)
