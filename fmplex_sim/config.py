@@ -428,9 +428,12 @@ def _systems(v: Any, c: _Ctx) -> tuple[str, ...]:
 
 
 def check_updates(tasks: tuple[TaskSpec, ...], duration: float, source: str) -> None:
-    """An update must fall within the run: before ``duration_s``, while requests still arrive
-    (a trace config is checked once the trace has set its duration)."""
+    """A task's start and update must fall within the run: before ``duration_s``, while
+    requests still arrive (a trace config is checked once the trace has set its duration)."""
     for i, t in enumerate(tasks):
+        if t.start_s > 0 and t.start_s >= duration:
+            raise InputError(source, f"tasks[{i}].start_s", f"must be before duration_s ({duration:g}), got "
+                             f"{t.start_s:g}: the task would never receive a request")
         if t.update_s is not None and t.update_s >= duration:
             raise InputError(source, f"tasks[{i}].update_s",
                              f"must be before duration_s ({duration:g}), got {t.update_s:g}")

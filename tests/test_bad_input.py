@@ -1096,3 +1096,12 @@ def test_yaml_nested_too_deeply_names_the_line():
         cfg, out = d / "c.yaml", d / "res" / "r"
         cfg.write_text("duration_s: 1\ntasks: []\nseed: " + "[" * 3000 + "]" * 3000 + "\n")
         assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "line 3", "nested too deeply", out=out)
+
+
+def test_a_task_starting_after_the_run_is_refused():
+    """It was accepted and never received a request."""
+    raw = copy.deepcopy(BASE)
+    raw["tasks"][2]["start_s"] = 5.0
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "r"
+        assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "tasks[2].start_s", "duration_s", out=out)
