@@ -109,7 +109,7 @@ def _print_info(stats: dict, args) -> int:
 
 
 #: shape_trace's steps -> the convert options that set them (named in errors)
-CONVERT_OPTIONS = {"window": "--window-start", "tasks": "--tasks", "burstiness_scale": "--burstiness-scale",
+CONVERT_OPTIONS = {"window": "--window-start", "tasks": "--tasks", "tasks.popularity": "--zipf", "burstiness_scale": "--burstiness-scale",
                    "rate_scale": "--rate-scale", "max_requests": "--max-requests"}
 
 

@@ -300,3 +300,15 @@ def test_a_native_trace_naming_the_configs_tasks_is_matched_by_name(tmp_path):
     # names the config does not have: popularity rank, as documented (most requested -> tasks[0])
     cfg, wl, info = prepare(_native_names_cfg(tmp_path, "0.1,y,16\n0.2,y,16\n0.3,x,16\n", names=("a", "b")))
     assert [wl.tasks[k] for k in wl.task.tolist()] == ["a", "a", "b"] and info["tasks_matched_by"] == "popularity"
+
+
+def test_a_zipf_popularity_on_a_trace_with_task_ids_is_refused(tmp_path, capsys):
+    """It was ignored without a word: such a trace keeps its own most requested tasks."""
+    cfg = _native_names_cfg(tmp_path, "0.1,y,16\n0.2,y,16\n0.3,x,16\n")
+    cfg = parse_config(dict(cfg.to_dict(), workload={**cfg.to_dict()["workload"], "tasks": {"popularity": {"zipf": 1.1}}}), "c.yaml")
+    with pytest.raises(InputError, match="workload.tasks.popularity"):
+        prepare(cfg)
+    assert main(["trace", "convert", str(tmp_path / "t.csv"), "--format", "native", "--zipf", "1.1",
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--zipf" in err[0] and not (tmp_path / "o.csv").exists()

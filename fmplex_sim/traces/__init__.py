@@ -66,11 +66,16 @@ def shape_trace(trace: Trace, *, n_tasks: int, rng: np.random.Generator, zipf: f
                 where: str | Mapping[str, str] = "workload") -> Trace:
     """Apply the shaping steps in the module's order. Raises InputError naming the option:
     ``<where>.<step>`` (a config key), or ``where[step]`` when ``where`` maps each step
-    (window, tasks, burstiness_scale, rate_scale, max_requests) to a command-line option."""
+    (window, tasks.popularity, tasks, burstiness_scale, rate_scale, max_requests) to a
+    command-line option."""
     step = "window"
     try:
         if window is not None:
             trace = shaping.window(trace, window[0], window[1])
+        step = "tasks.popularity"
+        if trace.task is not None and zipf is not None:
+            raise ValueError("this trace has its own task ids (its most requested are kept); a Zipf "
+                             "popularity shapes only tasks assigned to a trace without them")
         step = "tasks"
         if trace.task is None:
             trace = shaping.assign_tasks(trace, n_tasks, rng, zipf=zipf)
