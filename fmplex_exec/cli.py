@@ -66,8 +66,8 @@ def cmd_replay(args) -> int:
     check_cuda(args.device)
     cfg = load_config(args.config, list(args.set or []))
     check_results_out(args.out)  # before any model is built
-    check_runnable(cfg, args.config)
     cfg, wl, info = prepare(cfg)
+    check_runnable(cfg, wl, args.config)
     opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
     runtime = Runtime(cfg, wl, make_executor, opts)
     records, summary = runtime.run()
@@ -86,14 +86,23 @@ def cmd_replay(args) -> int:
 RUNNABLE_EXTENSIONS = ("lora", "head", "encoder")
 
 
-def check_runnable(cfg, src: str) -> None:
-    """Refuse in one line a config (read from ``src``) with a task whose extension the harness
-    cannot run (checked before any model is built)."""
+def check_runnable(cfg, wl, src: str) -> None:
+    """Refuse in one line a config (read from ``src``; ``wl`` its request stream) that asks for
+    what the harness does not run, before any model is built: an extension other than
+    :data:`RUNNABLE_EXTENSIONS`, or generated tokens (the harness runs one forward pass per
+    request; the simulator also models decoding)."""
     for t in cfg.tasks:
         for e in t.extensions:
             if e.kind not in RUNNABLE_EXTENSIONS:
                 raise InputError(src, f"task {t.name!r}: extensions", f"{e.kind!r} runs in the "
                                  f"simulator only; fmplex-exec runs {', '.join(RUNNABLE_EXTENSIONS)}")
+        if t.output_len:
+            raise InputError(src, f"task {t.name!r}: output_len", f"{t.output_len} generated tokens: "
+                             "fmplex-exec runs one forward pass per request; use output_len 0")
+    if wl.output_len.shape[0] and int(wl.output_len.max()) > 0:
+        k = int(wl.task[int(wl.output_len.argmax())])
+        raise InputError(src, "workload.trace", f"the trace asks task {wl.tasks[k]!r} for generated tokens; "
+                         "fmplex-exec runs one forward pass per request")
 
 
 def check_cuda(device: str) -> None:
@@ -133,8 +142,8 @@ def cmd_isolation(args) -> int:
     names = system_names(args.systems, (cfg.system.name,), cfg)
     check_cuda(args.device)
     check_results_out(args.out)  # before any model is built
-    check_runnable(cfg, args.config)
     cfg, wl, info = prepare(cfg)
+    check_runnable(cfg, wl, args.config)
     check_noisy(cfg, args.noisy)
     opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
     tty = sys.stderr.isatty()

@@ -149,11 +149,11 @@ def cmd_validate(args) -> int:
     if args.profile is not None and not args.profile.strip():
         raise InputError("--profile", "", "name a profile CSV (or leave --profile out to measure one)")
     check_results_out(args.out)  # before minutes of profiling
-    check_runnable(cfg, args.config)
     if args.profile:
         _check_profile(args.profile, cfg, sim_device)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
     cfg, wl, info = prepare(cfg)
+    check_runnable(cfg, wl, args.config)
     out = Path(args.out)
     rounds = args.rounds
     t_start = time.perf_counter()

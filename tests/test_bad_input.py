@@ -1105,3 +1105,33 @@ def test_a_task_starting_after_the_run_is_refused():
     with workdir() as d:
         cfg, out = _cfg_with(d, raw), d / "res" / "r"
         assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "tasks[2].start_s", "duration_s", out=out)
+
+
+@pytest.mark.parametrize("command", ["replay", "validate", "isolation"])
+def test_the_harness_refuses_generated_tokens_before_building_models(command):
+    """A gpt2 task with output_len 2 replayed one forward per request and exited 0, while the
+    simulator modelled the decoding."""
+    raw = copy.deepcopy(HARNESS_CFG)
+    raw["tasks"][1].update(backbone="gpt2", output_len=2, input_len=8)
+    extra = ["--noisy", "a"] if command == "isolation" else []
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "r"
+        assert_refused(call(exec_main, [command, cfg, "--out", out, "--device", "cpu", *extra]),
+                       str(cfg), "'b'", "output_len", out=out)
+
+
+def test_the_harness_refuses_a_trace_that_asks_for_generated_tokens():
+    import numpy as np
+
+    from fmplex_exec.cli import check_runnable
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.errors import InputError
+    from fmplex_sim.workload import from_arrays
+
+    cfg = parse_config(copy.deepcopy(HARNESS_CFG), "c.yaml")
+    ones = np.ones(2, dtype=np.int32)
+    check_runnable(cfg, from_arrays(("a", "b"), np.array([0.1, 0.2]), np.array([0, 1], dtype=np.int32), ones,
+                                    0 * ones), "c.yaml")
+    with pytest.raises(InputError, match="'b' for generated tokens"):
+        check_runnable(cfg, from_arrays(("a", "b"), np.array([0.1, 0.2]), np.array([0, 1], dtype=np.int32), ones,
+                                        np.array([0, 3], dtype=np.int32)), "c.yaml")
