@@ -37,8 +37,10 @@ def _window(args) -> tuple[float, float | None] | None:
 
 def _check_common(args, fmt: str) -> None:
     """Options of both commands that the loaders would otherwise report against the trace file."""
-    if args.seed < 0:
-        raise InputError("--seed", str(args.seed), "must be >= 0")
+    from fmplex_sim.config import MAX_INT
+
+    if not 0 <= args.seed <= MAX_INT:
+        raise InputError("--seed", str(args.seed), "must be from 0 to 2**53 (as a config's seed)")
     if args.input_len is not None and fmt != "servegen":
         raise InputError("--input-len", str(args.input_len),
                          f"only for servegen; {fmt} traces carry their own lengths")

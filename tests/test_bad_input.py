@@ -678,7 +678,7 @@ TRACE_OPTIONS = {
     "--zipf": ["-0.5", "nan", "inf"],
     "--window-start": ["-1", "nan", "inf"],
     "--window-duration": ["0", "-5", "nan", "inf"],
-    "--seed": ["-1", "-99", "x"],
+    "--seed": ["-1", "-99", "x", str(2**53 + 1)],
     "--max-requests": ["0", "-3", "1.5"],
     "--tasks": ["0", "-1"],
     "--input-len": ["0", "-4", "12"],  # 12: only servegen takes one
