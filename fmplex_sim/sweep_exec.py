@@ -130,6 +130,15 @@ class Pool:
         if self._ex is None:
             return
         mine = set(multiprocessing.active_children()) - self._before
+        # The executor's management thread may fail on a result a terminated worker cut short;
+        # that is this abort, not an error to print (it printed a traceback under SIGTERM).
+        manager = getattr(self._ex, "_executor_manager_thread", None)
+        hook = threading.excepthook
+
+        def quiet(args, hook=hook):
+            if args.thread is not manager:
+                hook(args)
+        threading.excepthook = quiet
         for p in mine:
             p.terminate()  # the executor has no public way to stop running work (before 3.14)
         for p in mine:
@@ -139,7 +148,10 @@ class Pool:
             if p.is_alive():
                 p.kill()
                 p.join()
-        self._ex.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._ex.shutdown(wait=True, cancel_futures=True)
+        finally:
+            threading.excepthook = hook
         self._ex = None
 
 
