@@ -306,15 +306,14 @@ class Runtime:
         """Record ``batch``'s start at ``t0``, leaving out (rejected, ``queue_timeout``) the
         requests that waited past their task's limit by then; None if none is left."""
         limit = self.queue_limit_s
-        keep = [r for r in batch.requests if r.arrival_s + limit.get(r.task, math.inf) >= t0]
+        keep = []
         with self._lock:
             for r in batch.requests:
-                self.start[r.id] = t0
-            if len(keep) < len(batch.requests):
-                for r in batch.requests:
-                    if r.arrival_s + limit.get(r.task, math.inf) < t0:
-                        self.start[r.id] = math.nan
-                        self.reason[r.id] = "queue_timeout"
+                if r.arrival_s + limit.get(r.task, math.inf) >= t0:
+                    self.start[r.id] = t0
+                    keep.append(r)
+                else:
+                    self.reason[r.id] = "queue_timeout"
         if len(keep) == len(batch.requests):
             return batch
         if not keep:

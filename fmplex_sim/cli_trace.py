@@ -111,8 +111,9 @@ def _print_info(stats: dict, args) -> int:
 
 
 #: shape_trace's steps -> the convert options that set them (named in errors)
-CONVERT_OPTIONS = {"window": "--window-start", "tasks": "--tasks", "tasks.popularity": "--zipf", "burstiness_scale": "--burstiness-scale",
-                   "rate_scale": "--rate-scale", "max_requests": "--max-requests"}
+CONVERT_OPTIONS = {"window": "--window-start", "tasks.popularity": "--zipf", "tasks": "--tasks",
+                   "burstiness_scale": "--burstiness-scale", "rate_scale": "--rate-scale",
+                   "max_requests": "--max-requests"}
 
 
 def cmd_convert(args) -> int:

@@ -18,7 +18,7 @@ import yaml
 from fmplex_sim import costs
 from fmplex_sim.catalog import BACKBONES, DEVICES
 from fmplex_sim.errors import InputError
-from fmplex_sim.specs import ArrivalSpec, ClusterSpec, ExtensionSpec, TaskSpec
+from fmplex_sim.specs import ArrivalSpec, ClusterSpec, ExtensionSpec, TaskSpec, prefix_tokens
 
 SYSTEM_PRESETS: dict[str, dict[str, Any]] = {
     "spatial": {"placement": "spatial", "scheduler": "fifo"},
@@ -674,7 +674,7 @@ def _task(v: Any, c: _Ctx, where: str) -> TaskSpec:
             f"{where}.output_len",
             f"input_len + output_len = {input_len + output_len} exceeds {bb}'s {backbone.max_positions} positions",
         )
-    prefix = max((e.virtual_tokens for e in exts if e.kind == "prefix"), default=0)
+    prefix = prefix_tokens(exts)
     if prefix and input_len + output_len + prefix > backbone.max_positions:
         raise c.err(f"{where}.extensions", f"a prefix of {prefix} virtual tokens before input_len + output_len = "
                     f"{input_len + output_len} exceeds {bb}'s {backbone.max_positions} positions")

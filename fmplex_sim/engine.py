@@ -225,10 +225,7 @@ class Engine:
                 cores.members += 1
             cost = InstanceCost(self.latency, bb, self.device, share)
             seq = max(self.tasks[t].input_len for t in plan.tasks)
-            seq += max(
-                (e.virtual_tokens for t in plan.tasks for e in self.tasks[t].extensions if e.kind == "prefix"),
-                default=0,
-            )
+            seq += max((self.tasks[t].prefix_tokens for t in plan.tasks), default=0)
             view = InstanceView(
                 max_batch=self.cfg.system.max_batch,
                 max_batch_tokens=self.cfg.system.max_batch * seq,
@@ -417,7 +414,7 @@ class Engine:
                     # beside other threads' batches, as much slower as its shape loses with fewer cores
                     own = partial(self.latency.contention_for, inst.cost.bb, self.device,
                                   rows=decision.size, seq_len=seq)
-                inst.cores.add(work, partial(self._cpu_done, inst, decision, now, service_s), own)
+                inst.cores.add(work, partial(self._cpu_done, inst, decision, service_s), own)
             elif dev.users == 1:
                 # Nobody else uses this device: its timeline is known now.
                 t = now + host
@@ -425,16 +422,16 @@ class Engine:
                 end = (free if free > t else t) + service_s - host
                 dev.free_at = end
                 Timeout(env, end - now).callbacks.append(
-                    partial(self._complete, inst, decision, now, service_s)
+                    partial(self._complete, inst, decision, service_s)
                 )
             else:
                 Timeout(env, host).callbacks.append(
-                    partial(self._host_done, inst, decision, now, service_s, host)
+                    partial(self._host_done, inst, decision, service_s, host)
                 )
 
-    def _cpu_done(self, inst: _Instance, batch, t0: float, service_s: float) -> None:
+    def _cpu_done(self, inst: _Instance, batch, service_s: float) -> None:
         inst.idle_since = self.env.now
-        self._complete(inst, batch, t0, service_s, None)
+        self._complete(inst, batch, service_s, None)
 
     def _drop_expired(self, inst: _Instance, now: float) -> None:
         """Reject the requests queued on ``inst`` that waited longer than their task's
@@ -454,7 +451,7 @@ class Engine:
         if not inst.jit_timer:
             self._kick(inst)
 
-    def _host_done(self, inst: _Instance, batch, t0: float, service_s: float, host: float, _event) -> None:
+    def _host_done(self, inst: _Instance, batch, service_s: float, host: float, _event) -> None:
         """Host work of ``batch`` is done: queue its device work on the shared device."""
         now = self.env.now
         dev = inst.device
@@ -464,10 +461,11 @@ class Engine:
         dev.last = inst.plan.process
         dev.free_at = begin + service_s - host
         Timeout(self.env, dev.free_at - now).callbacks.append(
-            partial(self._complete, inst, batch, t0, service_s)
+            partial(self._complete, inst, batch, service_s)
         )
 
-    def _complete(self, inst: _Instance, batch, t0: float, service_s: float, _event) -> None:
+    def _complete(self, inst: _Instance, batch, service_s: float, _event) -> None:
+        """``batch`` is done (its requests' start was recorded when :meth:`_kick` picked it)."""
         t1 = self.env.now
         bid = self.batches
         self.batches = bid + 1
@@ -475,16 +473,14 @@ class Engine:
         if len(reqs) == 1:
             r = reqs[0]
             i = r.id
-            self.start[i] = t0
             self.finish[i] = t1
             self.batch_of[i] = bid
             inst.outstanding -= 1
             self.service[r.task] += service_s
         else:
-            start, finish, batch_of, service = self.start, self.finish, self.batch_of, self.service
+            finish, batch_of, service = self.finish, self.batch_of, self.service
             for r in reqs:
                 i = r.id
-                start[i] = t0
                 finish[i] = t1
                 batch_of[i] = bid
             inst.outstanding -= len(reqs)

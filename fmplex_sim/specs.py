@@ -111,6 +111,11 @@ class ArrivalSpec:
         return d
 
 
+def prefix_tokens(extensions) -> int:
+    """Virtual tokens a prefix extension among ``extensions`` prepends to every input (0: none)."""
+    return max((e.virtual_tokens for e in extensions if e.kind == "prefix"), default=0)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A vFM: one downstream task, its extensions, its weight and SLO."""
@@ -133,6 +138,11 @@ class TaskSpec:
         """Longest a request may wait in its queue without starting; past it the engine rejects it
         (reason ``queue_timeout``). ``max_queue_ms``, or ``DEFAULT_QUEUE_SLOS`` x ``slo_ms``."""
         return self.max_queue_ms if self.max_queue_ms is not None else DEFAULT_QUEUE_SLOS * self.slo_ms
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Virtual tokens its prefix extension prepends to every input (0: none)."""
+        return prefix_tokens(self.extensions)
 
     def next_version(self) -> "TaskSpec":
         """The task after its update: the same spec with every extension's ``version`` bumped

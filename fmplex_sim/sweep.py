@@ -99,10 +99,6 @@ def _digest(overrides: tuple[tuple[str, Any], ...]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:8]
 
 
-def _read_yaml(path: str) -> Any:
-    return read_yaml_file(Path(path), path)
-
-
 def _not_plain(v: Any) -> str | None:
     """The kind of the first value in ``v`` that is not plain JSON data (YAML also makes dates,
     bytes and sets), or None."""
@@ -174,7 +170,7 @@ def _point_config(base: str, overrides: tuple[tuple[str, Any], ...]) -> RunConfi
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file and every one of its points. Raises InputError."""
     src = str(path)
-    raw = _read_yaml(src)
+    raw = read_yaml_file(Path(src), src)
     if not isinstance(raw, dict):
         raise InputError(src, "", "must be a mapping with base, grid and/or points")
     for k in raw:

@@ -174,10 +174,7 @@ class LatencyModel(ABC):
         share: float = 1.0,
     ) -> float:
         """Service time of one batch: ``groups`` lists (task, rows of that task)."""
-        prefix = max(
-            (e.virtual_tokens for t, _ in groups for e in t.extensions if e.kind == "prefix"),
-            default=0,
-        )
+        prefix = max((t.prefix_tokens for t, _ in groups), default=0)
         length = seq_len + prefix
         rows = sum(r for _, r in groups)
         total = self.batch_overhead_s(dev, rows) + self.backbone_s(bb, dev, rows, length, share)

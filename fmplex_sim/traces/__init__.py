@@ -155,8 +155,7 @@ def trace_workload(cfg: RunConfig) -> tuple[RunConfig, Workload, dict]:
                and all(n in by_name for n in names))
     if matched:
         idx = np.array([by_name[n] for n in names], dtype=np.int32)[idx]
-    limit = np.array([BACKBONES[t.backbone].max_positions - max(
-        (e.virtual_tokens for e in t.extensions if e.kind == "prefix"), default=0) for t in tasks])
+    limit = np.array([BACKBONES[t.backbone].max_positions - t.prefix_tokens for t in tasks])
     decoder = np.array([BACKBONES[t.backbone].decoder for t in tasks])
     out_len = np.where(decoder[idx], tr.output_len, 0).astype(np.int32)
     in_cap = np.maximum(1, limit[idx] - out_len)
