@@ -97,8 +97,10 @@ class Lifecycle:
                     return
                 new = [p for p in placement.instances if p.id in ids and p.id not in rt.by_id]
                 old = [rt.by_id[i] for i in ids if i in rt.by_id]
-            for plan in new:  # loads a backbone copy (or a replica) with the task
-                rt.start_worker(rt.new_worker(plan))
+            for plan in new:  # loads a backbone copy (or a replica) with the task, and warms it up
+                w = rt.new_worker(plan)
+                rt.start_worker(w)
+                w.warm.wait()
             for w in old:
                 prep = w.execute.prepare(task)  # while the instance keeps serving
                 with w.exclusive():

@@ -240,3 +240,60 @@ def test_a_lifecycle_change_waits_for_at_most_the_batch_in_flight():
     for i in wants:
         done = log.index("change", i)
         assert log[i + 1:done].count("batch") <= 1, log[i:done + 1]
+
+
+def test_every_instance_warms_up_on_its_serving_thread_before_it_takes_requests():
+    """A serving thread's first batch starts its thread pool (about 8x a warm batch on the
+    2-core machine), which the simulator's warm instances never pay. So each instance runs
+    one single-row batch per hosted task and one with a row of each, on the thread that then
+    serves, before the clock starts (at time 0) or, for one deployed mid-run, before its task
+    is ready. Warm-up rows are not requests: they are neither recorded nor charged."""
+    import threading
+    import time as _time
+
+    import numpy as np
+
+    from conftest import make_cfg
+    from fmplex_exec.runtime import Runtime
+    from fmplex_sim.workload import from_arrays
+
+    calls: list[tuple[str, float, int, tuple]] = []  # instance, when, thread, (task, len) rows
+
+    def factory(plan, tasks, opts):
+        def run(batch):
+            calls.append((plan.id, _time.perf_counter(), threading.get_ident(),
+                          tuple((r.task, r.input_len) for r in batch.requests)))
+            _time.sleep(0.005)
+            return [""] * batch.size
+        return run
+
+    task = {"backbone": "minilm-l6", "slo_ms": 5000, "arrival": {"process": "poisson", "rate_rps": 1}}
+    raw = {"seed": 1, "duration_s": 1.0, "drain_s": 1.0, "cluster": {"device": "CPU", "gpus": 1},
+           "latency_model": "roofline", "system": {"placement": "fmplex", "scheduler": "bfq", "max_batch": 8},
+           "tasks": [{**task, "name": "a", "input_len": 16}, {**task, "name": "b", "input_len": 40},
+                     {**task, "name": "late", "backbone": "bert-base", "input_len": 24, "start_s": 0.3}]}
+    t = np.array([0.0, 0.05, 0.5, 0.6])
+    wl = from_arrays(("a", "b", "late"), t, np.array([0, 1, 2, 2], dtype=np.int32),
+                     np.array([16, 40, 24, 24], dtype=np.int32), np.zeros(4, dtype=np.int32))
+    rt = Runtime(make_cfg(raw), wl, factory)
+    rec, s = rt.run()
+    assert s["requests"]["arrived"] == 4 and s["requests"]["completed"] == 4
+    assert int(np.count_nonzero(rec.batch_id >= 0)) == 4  # warm-up rows are not requests
+    by_inst: dict[str, list] = {}
+    for c in calls:
+        by_inst.setdefault(c[0], []).append(c)
+    assert len(by_inst) == 2  # minilm-l6 at the start, bert-base deployed with "late"
+    ready = {e["task"]: e["t_s"] for e in rt.events if e["event"] == "ready"}
+    warm_rows = {"a": [(("a", 16),), (("b", 40),), (("a", 16), ("b", 40))], "late": [(("late", 24),)]}
+    for inst, cs in by_inst.items():
+        first = cs[0][3][0][0]
+        n = len(warm_rows[first])
+        assert [c[3] for c in cs[:n]] == warm_rows[first]
+        assert len({c[2] for c in cs}) == 1  # warm-up and requests on the one serving thread
+        assert s["cluster"]["warmup_ms"][inst] >= 5.0 * n
+        done = cs[n - 1][1] + 0.005 - rt._t0  # the last warm-up batch's end, on the run's clock
+        if first == "a":
+            assert cs[n - 1][1] < rt._t0  # all before the clock started
+        else:
+            assert 0.3 <= cs[0][1] - rt._t0 and done <= ready["late"] + 1e-3
+            assert rec.start_s[2] >= ready["late"]
