@@ -100,7 +100,7 @@ class Lifecycle:
             for plan in new:  # loads a backbone copy (or a replica) with the task, and warms it up
                 w = rt.new_worker(plan)
                 rt.start_worker(w)
-                w.warm.wait()
+                w.warm.wait(rt.WARMUP_WAIT_S)
             for w in old:
                 prep = w.execute.prepare(task)  # while the instance keeps serving
                 with w.exclusive():

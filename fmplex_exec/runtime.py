@@ -102,6 +102,9 @@ class Runtime:
 
     #: after the horizon, how long run() waits for each instance's running batch to end
     FINISH_BATCH_S = 30.0
+    #: longest the clock (or a task deployed mid-run) waits for an instance's warm-up; an
+    #: instance that hangs there leaves its requests queued, and the run still ends
+    WARMUP_WAIT_S = 300.0
 
     def __init__(self, cfg: RunConfig, workload: Workload, make_executor: ExecutorFactory,
                  options: RuntimeOptions = RuntimeOptions(), latency: LatencyModel | None = None) -> None:
@@ -377,7 +380,7 @@ class Runtime:
         for w in list(self.workers):
             self.start_worker(w)
         for w in list(self.workers):  # the clock starts once every instance is warm
-            w.warm.wait()
+            w.warm.wait(self.WARMUP_WAIT_S)
         self._t0 = time.perf_counter()
         life.start()
         wl = self.wl
