@@ -30,6 +30,10 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   after it.
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
+* ``dispatch`` (every device): from a request's arrival at an idle instance to its serving
+  thread's pick, through the runtime's own replay loop (:class:`fmplex_exec.runtime.Runtime`:
+  the feeder thread releasing it on time, the serving thread woken, the scheduler asked) with
+  an executor that does nothing (:func:`_dispatch_rows`).
 * ``load_backbone``: loading the backbone's weights from a state-dict file (page cache warm)
   into the allocated model on the device, for the whole state dict and for about half of
   it, so the simulator can fit ``fixed + bytes/bandwidth``. ``load_extension``: creating one
@@ -88,7 +92,7 @@ QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outp
              lora_points=((2, 16),), overhead_batches=(1, 2), extension_sizes=((4, 2),),
              thread_counts=(1,), contention_streams=(1, 2), contention_shape=(2, 16),
              throttle_shapes=((1, 8), (2, 16)),
-             wake_gaps_ms=(5.0,),
+             wake_gaps_ms=(5.0,), dispatch_requests=10,
              repeats=3, warmup=1)
 
 
@@ -381,6 +385,7 @@ def profile_backbone(
     throttle_shapes: Sequence[tuple[int, int]] = ((1, 16), (1, 128), (4, 128)),
     wake_gaps_ms: Sequence[float] = (2.0, 20.0, 200.0),
     wake_shape: tuple[int, int] = (1, 64),
+    dispatch_requests: int = 100,
     extension_sizes: Sequence[tuple[int, int]] = ((8, 2), (16, 128), (64, 1000)),
     repeats: int = 10,
     warmup: int = 2,
@@ -410,7 +415,7 @@ def profile_backbone(
         overhead_batches, extension_sizes = QUICK["overhead_batches"], QUICK["extension_sizes"]
         thread_counts, contention_streams = QUICK["thread_counts"], QUICK["contention_streams"]
         contention_shape, wake_gaps_ms = QUICK["contention_shape"], QUICK["wake_gaps_ms"]
-        throttle_shapes = QUICK["throttle_shapes"]
+        throttle_shapes, dispatch_requests = QUICK["throttle_shapes"], QUICK["dispatch_requests"]
         wake_shape = QUICK["contention_shape"]
         repeats, warmup = QUICK["repeats"], QUICK["warmup"]
     short = _dtype_name(dtype)
@@ -459,6 +464,7 @@ def profile_backbone(
                     rows += _slice_wake_rows(name, common, n, wake_gaps_ms, wake_shape, gate, repeats,
                                              dtype, seed, say)
         rows += _load_rows(bb, common, extension_sizes, clock, gate, min(repeats, 5), say)
+        rows += _dispatch_rows(name, common, dispatch_requests, gate, seed, say)
         return bb, build_s, rows
 
     try:
@@ -776,6 +782,38 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
         rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(xs)))
         say(f"throttle b={b} s={s}: +{rows[-1]['median_ms']:.3f} ms beside another replica's pool")
     return rows
+
+
+def _dispatch_rows(name, common, n, gate, seed, say) -> list[dict]:
+    """One ``dispatch`` row: how long after its arrival an idle instance picks a request,
+    through the runtime's own replay (feeder thread, condition wake-up, scheduler) on one
+    instance whose executor returns at once. ``n`` arrivals 2-30 ms apart (seeded), so each
+    finds the serving thread asleep; the sample is start minus arrival, as ``requests.csv``
+    records them. No model runs, so it measures the harness, not the device."""
+    import numpy as np
+
+    from fmplex_exec.runtime import Runtime
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.workload import from_arrays
+
+    gaps = np.random.default_rng(seed).uniform(0.002, 0.030, n)
+    arrivals = np.cumsum(gaps) - gaps[0]
+    cfg = parse_config({
+        "seed": seed, "duration_s": float(arrivals[-1]) + 0.01, "drain_s": 1.0,
+        "cluster": {"device": common["device"], "gpus": 1}, "system": {"name": "fmplex"},
+        "tasks": [{"name": "probe", "backbone": name, "slo_ms": 1000.0,
+                   "arrival": {"process": "poisson", "rate_rps": 1.0}}],
+    }, "<dispatch probe>")
+    wl = from_arrays(("probe",), arrivals, np.zeros(n, dtype=np.int32), np.full(n, 8, dtype=np.int32),
+                     np.zeros(n, dtype=np.int32))
+
+    def replay() -> list[float]:
+        rec, _ = Runtime(cfg, wl, lambda plan, tasks, opts: lambda batch: [""] * len(batch.requests)).run()
+        return [float(d) * 1000.0 for d in rec.start_s - rec.arrival_s if np.isfinite(d)]
+
+    row = dict(common, kind="dispatch", backbone="*", **summarize(gate.run(replay)))
+    say(f"dispatch: {row['median_ms']:.3f} ms from arrival to pick on an idle instance")
+    return [row]
 
 
 def _head_rows(bb, common, batches, outputs, gen, clock, gate, repeats, warmup) -> list[dict]:

@@ -2,7 +2,9 @@
 
 One process replays the workload's arrivals and routes each request to an instance that
 hosts its task; one process per instance asks its scheduler for the next batch whenever the
-backbone is free and holds it busy for the latency model's service time. Instances that share
+backbone is free and holds it busy for the latency model's service time; an idle instance picks
+its batch the model's ``dispatch_s`` after the arrival that wakes it, so requests that arrive
+together (or within that delay) run together. Instances that share
 a device (``colocate``, several backbones under ``fmplex``) take turns on it; a turn that
 changes the serving process pays the device's context switch. A lifecycle process deploys and
 retires tasks at their ``start_s``/``end_s``: the placement policy reacts online and the task
@@ -119,7 +121,7 @@ class _Device:
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
                  "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since",
-                 "slice_threads", "running")
+                 "slice_threads", "running", "dispatch_timer")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
         self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
@@ -136,6 +138,7 @@ class _Instance:
         self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
+        self.dispatch_timer = False  # idle, and a request arrived: its serving thread is waking up
         self.running: list = []  # batches picked and not yet finished
 
 
@@ -173,6 +176,10 @@ class Engine:
         # prepares and runs one batch at a time (as the execution harness does).
         self.cpu = self.device.kind == "cpu"
         self.depth = 1 if self.cpu else sysc.pipeline_depth
+        # An idle instance picks its next batch this long after the arrival that wakes it (its
+        # serving thread woken, as the harness's is); requests arriving meanwhile, those at the
+        # same instant included, join that batch.
+        self.dispatch_s = self.latency.dispatch_s(self.device)
         self.shared: dict[tuple, SharedCores] = {}  # CPU devices: cores shared by instances
         # CPU devices: each batch's service time varies around the model's median as measured
         # (lognormal, the profile's spread), drawn in event order from the run's own generator.
@@ -305,8 +312,11 @@ class Engine:
         inst.outstanding += 1
         self.inst_of[req.id] = inst.idx
         inst.sched.enqueue(req, now)
-        if not inst.jit_timer and inst.inflight < self.depth:
-            self._kick(inst)
+        if inst.inflight:
+            if not inst.jit_timer and inst.inflight < self.depth:
+                self._kick(inst)
+        elif not inst.dispatch_timer:
+            self._wake_up(inst)
 
     def _arrive(self, i: int, t: float, k: int, n_in: int, n_out: int) -> None:
         """Request ``i`` of the workload arrives now."""
@@ -332,7 +342,7 @@ class Engine:
         wl = self.wl
         times = wl.arrival_s.tolist()
         tasks, lens, outs = wl.task.tolist(), wl.input_len.tolist(), wl.output_len.tolist()
-        names, state, route, kick = wl.tasks, self.state, self._route, self._kick
+        names, state, route, kick, wake_up = wl.tasks, self.state, self._route, self._kick, self._wake_up
         inst_of, depth = self.inst_of, self.depth
 
         def arrive(i: int) -> None:
@@ -345,8 +355,11 @@ class Engine:
                     inst.outstanding += 1
                     inst_of[i] = inst.idx
                     inst.sched.enqueue(Request(i, name, t, lens[i], outs[i]), t)
-                    if not inst.jit_timer and inst.inflight < depth:
-                        kick(inst)
+                    if inst.inflight:
+                        if not inst.jit_timer and inst.inflight < depth:
+                            kick(inst)
+                    elif not inst.dispatch_timer:
+                        wake_up(inst)
                 else:
                     route(Request(i, name, t, lens[i], outs[i]), t)
             else:
@@ -441,6 +454,16 @@ class Engine:
         for r in dropped:
             reason[r.id] = "queue_timeout"
         inst.outstanding -= len(dropped)
+
+    def _wake_up(self, inst: _Instance) -> None:
+        """A request was queued on idle ``inst``: pick a batch after ``dispatch_s``."""
+        inst.dispatch_timer = True
+        Timeout(self.env, self.dispatch_s).callbacks.append(partial(self._on_dispatch, inst))
+
+    def _on_dispatch(self, inst: _Instance, _event) -> None:
+        inst.dispatch_timer = False
+        if not inst.jit_timer:
+            self._kick(inst)
 
     def _on_jit(self, inst: _Instance, _event) -> None:
         inst.jit_timer = False

@@ -18,12 +18,14 @@ class LinearLatency(LatencyModel):
     kind = "linear-test"
 
     def __init__(
-        self, fixed_s: float = 0.010, per_row_s: float = 0.001, load_s: float = 0.0, host_s: float = 0.0
+        self, fixed_s: float = 0.010, per_row_s: float = 0.001, load_s: float = 0.0, host_s: float = 0.0,
+        dispatch_s: float = 0.0,
     ) -> None:
         self.fixed_s = fixed_s
         self.per_row_s = per_row_s
         self._load_s = load_s
         self._host_s = host_s  # part of every batch spent on the host (not holding the device)
+        self._dispatch_s = dispatch_s  # arrival at an idle instance -> its pick
 
     @property
     def source(self) -> str:
@@ -46,6 +48,9 @@ class LinearLatency(LatencyModel):
 
     def host_s(self, bb, dev, groups, output_len=0):
         return self._host_s
+
+    def dispatch_s(self, dev):
+        return self._dispatch_s
 
     def load_s(self, nbytes, dev):
         return self._load_s

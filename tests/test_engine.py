@@ -57,6 +57,34 @@ def test_fmplex_fifo_batches_across_tasks_exact_timeline(slow_raw, linear):
     assert out.summary["cluster"]["instances"] == 1
 
 
+def test_requests_arriving_together_at_an_idle_instance_run_in_one_batch_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "fmplex", "scheduler": "fifo"})
+    out = simulate(cfg, _wl(["a", "b"], [0.0, 0.0, 0.0, 0.5], [0, 1, 0, 1]), latency=linear())
+    # The three arrivals at 0 are all queued before the idle instance picks: one batch of 3
+    # (0 -> 13 ms). Picking at the first arrival ran it alone and the other two 11 ms later.
+    assert _timeline(out) == [
+        (0, 0.0, 0.013, 0),
+        (1, 0.0, 0.013, 0),
+        (2, 0.0, 0.013, 0),
+        (3, 0.5, 0.511, 1),
+    ]
+
+
+def test_idle_instance_picks_dispatch_delay_after_the_arrival_that_wakes_it_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "fmplex", "scheduler": "fifo"})
+    wl = _wl(["a", "b"], [0.0, 0.0004, 0.002, 0.1], [0, 1, 0, 1])
+    out = simulate(cfg, wl, latency=linear(dispatch_s=0.0005))
+    # r0 wakes the idle instance, which picks at 0.5 ms: r1 (0.4 ms) has joined, 0.5 -> 12.5 ms.
+    # r2 arrives while it runs and is picked as it ends, with no delay (12.5 -> 23.5 ms). r3
+    # finds the instance idle again: picked at 100.5 ms.
+    assert _timeline(out) == [
+        (0, 0.0005, 0.0125, 0),
+        (1, 0.0005, 0.0125, 0),
+        (2, 0.0125, 0.0235, 1),
+        (3, 0.1005, 0.1115, 2),
+    ]
+
+
 def test_colocate_time_shares_with_context_switches_exact_timeline(slow_raw, linear):
     cfg = make_cfg(slow_raw, system={"placement": "colocate", "context_switch_ms": 1.0})
     out = simulate(cfg, _wl(["a", "b"], ARRIVALS, TASKS), latency=linear())
@@ -118,6 +146,26 @@ def test_requests_csv_columns_and_empty_times_for_unrun(tmp_path, base_raw):
     assert s["per_task"]["huge"]["rejected"] == s["per_task"]["huge"]["arrived"] > 0
     for name in ("placement.json", "summary.json", "config.yaml", "provenance.json"):
         assert (tmp_path / name).exists()
+
+
+def test_requests_csv_reads_back_as_the_records_it_was_written_from(tmp_path, base_raw):
+    from fmplex_sim.metrics import read_requests_csv, write_requests_csv
+
+    base_raw["drain_s"] = 0  # some unfinished, some rejected, most completed
+    base_raw["tasks"][0]["arrival"]["rate_rps"] = 5000
+    cfg = make_cfg(base_raw, system="spatial", duration_s=3)  # longer than its queue limit
+    rec = simulate(cfg).records
+    write_requests_csv(tmp_path / "requests.csv", rec)
+    back = read_requests_csv(tmp_path / "requests.csv", rec.tasks)
+    assert back.tasks == rec.tasks and back.instances == tuple(
+        rec.instances[i] for i in dict.fromkeys(rec.instance[rec.instance >= 0].tolist()))
+    assert np.array_equal(back.task, rec.task) and np.array_equal(back.batch_id, rec.batch_id)
+    for col in ("arrival_s", "start_s", "finish_s"):
+        assert np.allclose(getattr(back, col), getattr(rec, col), atol=1e-6, equal_nan=True), col
+    assert np.array_equal(back.status(), rec.status()) and list(back.reason) == list(rec.reason)
+    assert set(back.status().tolist()) == {0, 1, 2}
+    names = np.array(back.instances)[back.instance[back.instance >= 0]]
+    assert names.tolist() == np.array(rec.instances)[rec.instance[rec.instance >= 0]].tolist()
 
 
 @pytest.mark.parametrize("system", ["spatial", "colocate", "fmplex"])

@@ -102,6 +102,10 @@ def test_profile_model_reads_measured_medians(profile_csv):
     assert pm.load_s(bb.weight_bytes(4), cpu) > 0.0
     assert pm.extension_load_s(10**6, cpu) > 0.0
     assert pm.batch_overhead_s(cpu) >= 0.0
+    # one dispatch row, a sample per request of the runtime's replay: arrival to pick, > 0
+    (dispatch,) = [r for r in rows if r.kind == "dispatch"]
+    assert dispatch.backbone == "*" and dispatch.repeats == QUICK["dispatch_requests"]
+    assert dispatch.median_ms > 0 and pm.dispatch_s(cpu) == pytest.approx(dispatch.median_ms / 1000.0)
 
 
 def test_simulator_runs_on_the_measured_profile(profile_csv, tmp_path, capsys):

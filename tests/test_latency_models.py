@@ -129,6 +129,10 @@ def _rows() -> list[dict]:
              dict(common, kind="encoder", params=10**6, batch=8, seq_len=128, median_ms=1.0),
              dict(common, kind="overhead", backbone="*", median_ms=0.4),
              dict(common, kind="overhead", backbone="*", median_ms=0.6),
+             # two merged profiles' dispatch rows (and one more): their median is read
+             dict(common, kind="dispatch", backbone="*", median_ms=0.3, repeats=100),
+             dict(common, kind="dispatch", backbone="*", median_ms=0.35, repeats=100),
+             dict(common, kind="dispatch", backbone="*", median_ms=0.9, repeats=100),
              dict(common, kind="load_backbone", bytes=10**8, median_ms=60.0),
              dict(common, kind="load_backbone", bytes=10**9, median_ms=240.0),
              dict(common, kind="load_extension", backbone="*", bytes=10**6, median_ms=6.0)]
@@ -216,6 +220,11 @@ def test_head_encoder_overhead_and_loads(pm):
     assert pm.batch_overhead_s(H100) == pytest.approx(0.5e-3)
     assert pm.load_s(5 * 10**8, H100) == pytest.approx(0.140)  # 40 ms + bytes at 5 GB/s
     assert pm.extension_load_s(2 * 10**6, H100) == pytest.approx(0.012)  # proportional
+
+
+def test_dispatch_is_the_median_of_the_devices_rows_else_the_fallbacks(pm):
+    assert pm.dispatch_s(H100) == pytest.approx(0.35e-3)
+    assert pm.dispatch_s(get_device("CPU")) == RF.dispatch_s(get_device("CPU")) == 0.0
 
 
 def test_missing_kinds_fall_back_to_roofline_or_raise_when_strict(profile_path):

@@ -89,6 +89,11 @@ class LatencyModel(ABC):
         that many threads, in its own process. Default: 0."""
         return 0.0
 
+    def dispatch_s(self, dev: DeviceSpec) -> float:
+        """From a request's arrival at an idle instance to its serving thread picking a batch
+        (the thread woken, the scheduler asked). Default: 0."""
+        return 0.0
+
     def contention(self, dev: DeviceSpec, k: int) -> float:
         """How many times longer each of ``k`` batches takes when they run at once on one
         CPU device (threads of one process sharing its cores). Default: ``k`` (the cores

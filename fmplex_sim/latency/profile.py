@@ -1,6 +1,6 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1.2)
+Profile CSV format (version 1.3)
 --------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
@@ -15,7 +15,7 @@ A profile is a UTF-8 text file of latency measurements, one measurement per line
     kind,backbone,device,dtype,batch,seq_len,n_adapters,rank,outputs,params,bytes,median_ms,p10_ms,p90_ms,repeats
 
 * ``kind``: what was timed (see below). ``backbone``: catalog backbone name (``*`` allowed
-  for ``overhead``/``load_*`` rows). ``device``: catalog device name (e.g. ``H100-80GB``).
+  for ``overhead``/``dispatch``/``load_*`` rows). ``device``: catalog device name (e.g. ``H100-80GB``).
   ``dtype``: element type served (``bf16``, ``fp16``, ``fp32``; informational).
 * Integer columns ``batch, seq_len, n_adapters, rank, outputs, params, bytes, repeats``:
   non-negative integers, empty where the kind does not use them (read as 0).
@@ -53,6 +53,9 @@ kind                required columns                     what median_ms is
                                                          holding LoRA adapters; ``threads``
                                                          n: sent to a slice's process of n
                                                          threads, round trip included)
+``dispatch``        (none)                               from a request's arrival at an idle
+                                                         instance to its serving thread's pick
+                                                         (version 1.3)
 ``load_backbone``   bytes                                loading a backbone of ``bytes``
 ``load_extension``  bytes                                loading an extension of ``bytes``
 ==================  ===================================  =====================================
@@ -103,6 +106,9 @@ How :class:`ProfileModel` answers:
   rows, 0. The engine adds it on CPU devices to every batch, by how long its serving thread
   was idle: rows without ``threads`` for a thread of a shared process, rows with ``threads =
   n`` for a spatial slice of ``n`` cores (its own process; no such rows: 0).
+* dispatch_s: the median of the device's ``dispatch`` rows (several when profiles are
+  merged); without rows, the fallback's (0). The engine picks a batch for an idle instance this
+  long after the arrival that wakes it, so requests arriving meanwhile join that batch.
 * On a CPU device, a slice (share < 1) owning ``n = max(1, round(share*cores))`` cores reads
   the ``forward`` grid and ``lora`` rows measured with ``threads = n`` when there are some
   (head and encoder times scaled by the forward grids' ratio; without threaded lora rows, the
@@ -141,7 +147,7 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.2"
+FORMAT_VERSION = "1.3"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
 OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows")  # threads, gap_ms since format 1.1; rows 1.2
@@ -157,11 +163,12 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "contention": ("batch",),
     "throttle": ("batch", "seq_len"),
     "wake": ("batch", "seq_len"),
+    "dispatch": (),
     "load_backbone": ("bytes",),
     "load_extension": ("bytes",),
 })
 KINDS = tuple(_REQUIRED)
-_ANY_BACKBONE = ("overhead", "load_backbone", "load_extension")  # may use backbone "*"
+_ANY_BACKBONE = ("overhead", "dispatch", "load_backbone", "load_extension")  # may use backbone "*"
 _LORA_LAUNCHES_PER_LAYER = 2  # q and v: launch part of lora rows when scaling by share
 
 
@@ -511,6 +518,7 @@ class ProfileModel(LatencyModel):
         self._contention_for: dict[tuple, float] = {}  # contention_for's answers, by its arguments
         self._throttle: dict[tuple[str, str], tuple] = {}
         self._wake: dict[str, tuple] = {}
+        self._dispatch: dict[str, float] = {}  # device -> seconds
         self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
         self._heads: dict[tuple[str, str], dict[int, tuple]] = {}
@@ -545,6 +553,8 @@ class ProfileModel(LatencyModel):
                                if bool(r.n_adapters) == bool(lora) and r.threads == n]
                         if pts:
                             self._wake[(dev, lora, n)] = _curve(pts)
+            elif kind == "dispatch":
+                self._dispatch[dev] = statistics.median(r.median_ms for r in rs) / 1000.0
             else:
                 loads[(kind, dev)].extend(rs)
         self._overhead = {d: _fit_overhead(v) for d, v in over.items()}
@@ -588,6 +598,8 @@ class ProfileModel(LatencyModel):
             return dev in self._contention
         if kind == "wake":
             return any(key[0] == dev for key in self._wake)
+        if kind == "dispatch":
+            return dev in self._dispatch
         if kind in ("load_backbone", "load_extension"):
             return (kind, dev) in self._loads
         table = {"lora": self._lora, "head": self._heads, "encoder": self._encoder,
@@ -790,6 +802,13 @@ class ProfileModel(LatencyModel):
         if gap_ms < xs[0]:
             return ys[0] * gap_ms / xs[0] / 1000.0
         return min(_interp1(xs, ys, gap_ms), max(ys)) / 1000.0
+
+    def dispatch_s(self, dev: DeviceSpec) -> float:
+        """The median of the device's ``dispatch`` rows, or the fallback's."""
+        t = self._dispatch.get(dev.name)
+        if t is None:
+            return self._other("dispatch", "*", dev.name).dispatch_s(dev)
+        return t
 
     def _cpu_slice(self, bb: BackboneSpec, dev: DeviceSpec, share: float) -> _Grid | None:
         """The forward grid measured with the cores a CPU slice of ``share`` owns, if any."""
