@@ -76,6 +76,35 @@ def write_requests_csv(path, rec: Records) -> None:
         _write_rows(csv.writer(fh, lineterminator="\n"), rec, st, lat)
 
 
+def read_requests_csv(path, tasks: Sequence[str] = ()) -> Records:
+    """The records a ``requests.csv`` holds (:func:`write_requests_csv` read back), times in
+    seconds (nan where empty). Task indices follow ``tasks`` (a workload's names), then first
+    appearance; instances follow first appearance."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    tasks = {name: k for k, name in enumerate(tasks)}
+    insts: dict[str, int] = {}
+    n = len(rows)
+    task, batch, inst = (np.zeros(n, dtype=np.int64), np.full(n, -1, dtype=np.int64),
+                         np.full(n, -1, dtype=np.int64))
+    times = np.full((3, n), np.nan)
+    reason = [""] * n
+    for row in rows:
+        i = int(row["request_id"])
+        task[i] = tasks.setdefault(row["task"], len(tasks))
+        for j, col in enumerate(("arrival_s", "start_s", "finish_s")):
+            if row[col]:
+                times[j, i] = float(row[col])
+        if row["batch_id"]:
+            batch[i] = int(row["batch_id"])
+        if row["instance"]:
+            inst[i] = insts.setdefault(row["instance"], len(insts))
+        reason[i] = row["reason"]
+    return Records(tasks=tuple(tasks), task=task, arrival_s=times[0], start_s=times[1],
+                   finish_s=times[2], batch_id=batch, instances=tuple(insts), instance=inst,
+                   reason=reason)
+
+
 def _write_rows(w, rec: Records, st: np.ndarray, lat: np.ndarray) -> None:
     w.writerow(RECORD_COLUMNS)
     tasks, insts = rec.tasks, rec.instances
