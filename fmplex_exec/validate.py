@@ -37,20 +37,32 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from fmplex_sim.clitools import check_results_out, writing_results
 from fmplex_sim.config import LatencyConfig, RunConfig
 from fmplex_sim.errors import InputError
+from fmplex_sim.workload import Workload
 
 DEFAULT_SYSTEMS = ("spatial", "colocate", "fmplex")
 
 
-def profile_grid(cfg: RunConfig, backbone: str) -> dict:
+def profile_grid(cfg: RunConfig, backbone: str, wl: Workload | None = None) -> dict:
     """The profile grid a config needs on one backbone: its batch sizes, input lengths,
-    adapter counts, ranks and head widths (keyword arguments of ``profile_backbone``)."""
+    adapter counts, ranks and head widths (keyword arguments of ``profile_backbone``).
+
+    Input lengths are those of ``wl``'s requests on the backbone's tasks when given (a trace
+    sets each request's own, up to the backbone's positions), else the tasks' ``input_len``:
+    the smallest, the largest and about every third distinct value between them, so the grid
+    spans every length a batch can be padded to and the simulator never extrapolates in length.
+    """
     tasks = [t for t in cfg.tasks if t.backbone == backbone]
     max_batch = min(cfg.system.max_batch, 32)
     batches = sorted({1, 2, 4, 8, 16, 32} & set(range(1, max_batch + 1)) | {max_batch})
     lens = sorted({t.input_len for t in tasks})
+    if wl is not None and len(wl):
+        mine = np.isin(wl.task, [k for k, name in enumerate(wl.tasks) if name in {t.name for t in tasks}])
+        lens = sorted(set(wl.input_len[mine].tolist())) or lens
     seq_lens = sorted({min(lens), max(lens)} | set(lens[:: max(1, len(lens) // 3)]))
     if len(seq_lens) == 1:
         seq_lens = sorted({max(1, seq_lens[0] // 2), seq_lens[0]})
@@ -68,9 +80,9 @@ def profile_grid(cfg: RunConfig, backbone: str) -> dict:
                 throttle_shapes=((1, min(seq_lens)), (1, max(seq_lens)), (4, max(seq_lens))), extension_sizes=((8, 2),), repeats=6, max_point_s=1.0)
 
 
-def _measure_profile(cfg: RunConfig, device: str, dtype: str, sim_device: str,
+def _measure_profile(cfg: RunConfig, wl: Workload, device: str, dtype: str, sim_device: str,
                      say) -> tuple[list[dict], list[str]]:
-    """``(rows, comments)`` of a profile of every backbone of ``cfg`` on its grid."""
+    """``(rows, comments)`` of a profile of every backbone of ``cfg`` on its grid for ``wl``."""
     from fmplex_exec.profiler import profile_backbone
 
     rows, comments = [], []
@@ -78,7 +90,7 @@ def _measure_profile(cfg: RunConfig, device: str, dtype: str, sim_device: str,
         say(f"profiling {bb} on {device} (the shapes this config needs)")
         r, c = profile_backbone(bb, device=device, dtype=dtype, sim_device=sim_device,
                                 command=f"fmplex-exec validate (profile of {bb})", log=say,
-                                **profile_grid(cfg, bb))
+                                **profile_grid(cfg, bb, wl))
         rows += r
         comments += c + [""]
     return rows, comments
@@ -172,7 +184,7 @@ def cmd_validate(args) -> int:
             tag = f"round {r + 1}/{rounds}: " if rounds > 1 else ""
             if not args.profile:
                 say(f"{tag}measuring the profile")
-                rows, comments = _measure_profile(cfg, args.device, args.dtype, sim_device, say)
+                rows, comments = _measure_profile(cfg, wl, args.device, args.dtype, sim_device, say)
                 measured.append(rows)
                 if rounds > 1:
                     write_profile(tmp / f"profile-round{r + 1}.csv", rows, comments)

@@ -112,6 +112,31 @@ def quick_profile(tmp_path_factory):
 
 
 @pytest.mark.slow
+def test_measured_profile_grid_spans_the_input_lengths_of_the_requests_themselves():
+    from conftest import make_cfg
+    from fmplex_exec.validate import profile_grid
+    from fmplex_sim.workload import from_arrays
+
+    raw = {"tasks": [{"name": "a", "backbone": "minilm-l6", "slo_ms": 100, "input_len": 64},
+                     {"name": "b", "backbone": "minilm-l6", "slo_ms": 100, "input_len": 64},
+                     {"name": "c", "backbone": "bert-base", "slo_ms": 100, "input_len": 32}]}
+    cfg = make_cfg(raw, cluster={"device": "CPU", "gpus": 1})
+    assert profile_grid(cfg, "minilm-l6")["seq_lens"] == (32, 64)  # without a workload: input_len
+    # A trace gives each request its own length: the grid must reach the longest and the
+    # shortest of them on this backbone (c's 7 and 900 are another backbone's).
+    lens = [20, 512, 100, 64, 300, 7, 900]
+    wl = from_arrays(("a", "b", "c"), np.arange(7, dtype=float), np.array([0, 1, 0, 1, 0, 2, 2], dtype=np.int32),
+                     np.array(lens, dtype=np.int32), np.zeros(7, dtype=np.int32))
+    grid = profile_grid(cfg, "minilm-l6", wl)
+    assert min(grid["seq_lens"]) == 20 and max(grid["seq_lens"]) == 512
+    assert grid["throttle_shapes"][1] == (1, 512) and grid["lora_points"][-1][1] == 512
+    assert profile_grid(cfg, "bert-base", wl)["seq_lens"] == (7, 900)
+    # synthetic streams: every request of a task has its input_len, and the grid is as before
+    synthetic = from_arrays(("a", "b", "c"), np.arange(3, dtype=float), np.arange(3, dtype=np.int32),
+                            np.array([64, 64, 32], dtype=np.int32), np.zeros(3, dtype=np.int32))
+    assert profile_grid(cfg, "minilm-l6", synthetic) == profile_grid(cfg, "minilm-l6")
+
+
 def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_profile, capsys):
     from fmplex_exec.cli import main
 
