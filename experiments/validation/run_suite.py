@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("minilm_low", "minilm_medium", "minilm_high", "mix_two_backbones")
+SCENARIOS = ("minilm_low", "minilm_medium", "minilm_high", "mix_two_backbones", "bursty")
 
 
 def main() -> int:
