@@ -306,7 +306,9 @@ class Engine:
     # The serving path is event callbacks, not simpy processes: an arrival or a finished
     # batch calls _kick, which asks the scheduler for batches while the instance's pipeline
     # has room; each batch costs one timeout (two on a device shared by several instances).
-    def _route(self, req: Request, now: float) -> None:
+    def _route(self, req: Request, now: float, alone: bool = False) -> None:
+        """Queue ``req`` on the least-loaded instance of its task. ``alone``: no other request
+        arrives at this instant, so with no dispatch delay an idle instance may pick at once."""
         insts = self.routes[req.task]
         inst = insts[0] if len(insts) == 1 else min(insts, key=_load_key)
         inst.outstanding += 1
@@ -315,6 +317,8 @@ class Engine:
         if inst.inflight:
             if not inst.jit_timer and inst.inflight < self.depth:
                 self._kick(inst)
+        elif alone and not self.dispatch_s and not inst.dispatch_timer:
+            self._kick(inst)  # nothing can join: skip the event
         elif not inst.dispatch_timer:
             self._wake_up(inst)
 
@@ -344,11 +348,17 @@ class Engine:
         tasks, lens, outs = wl.task.tolist(), wl.input_len.tolist(), wl.output_len.tolist()
         names, state, route, kick, wake_up = wl.tasks, self.state, self._route, self._kick, self._wake_up
         inst_of, depth = self.inst_of, self.depth
+        instant = not self.dispatch_s  # an idle instance picks at the arrival, after any ties
+        last = len(times) - 1
 
         def arrive(i: int) -> None:
             name = names[tasks[i]]
             if state.get(name) == _READY:
                 t = times[i]
+                # With no dispatch delay, only a request arriving at this same instant could
+                # join the batch: without one, pick now and save the wake-up event. (Every
+                # request of a tie waits for it, so the tied instances pick in arrival order.)
+                alone = instant and (i == last or times[i + 1] > t) and (i == 0 or times[i - 1] < t)
                 insts = self.routes[name]  # re-read: placements change while events run
                 if len(insts) == 1:  # _route, inlined for the common single-copy case
                     inst = insts[0]
@@ -359,9 +369,12 @@ class Engine:
                         if not inst.jit_timer and inst.inflight < depth:
                             kick(inst)
                     elif not inst.dispatch_timer:
-                        wake_up(inst)
+                        if alone:
+                            kick(inst)
+                        else:
+                            wake_up(inst)
                 else:
-                    route(Request(i, name, t, lens[i], outs[i]), t)
+                    route(Request(i, name, t, lens[i], outs[i]), t, alone)
             else:
                 self._arrive(i, times[i], tasks[i], lens[i], outs[i])
 
