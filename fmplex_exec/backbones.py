@@ -25,11 +25,14 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.floa
           "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 # Our LoRA target names -> module names inside each family's transformers implementation.
-LORA_MODULES: dict[str, dict[str, str]] = {
+LORA_MODULES: dict[str, dict[str, str | tuple[str, ...]]] = {
     "bert": {"q": "query", "k": "key", "v": "value", "o": "attention.output.dense",
              "up": "intermediate.dense", "down": "output.dense"},
-    "vit": {"q": "query", "k": "key", "v": "value", "o": "attention.output.dense",
-            "up": "intermediate.dense", "down": "output.dense"},
+    # transformers 5 names ViT's projections as below; 4.x as BERT's (the first that the
+    # model has is used: Backbone.lora_suffixes)
+    "vit": {"q": ("q_proj", "query"), "k": ("k_proj", "key"), "v": ("v_proj", "value"),
+            "o": ("attention.o_proj", "attention.output.dense"), "up": ("mlp.fc1", "intermediate.dense"),
+            "down": ("mlp.fc2", "output.dense")},
     "chronos": {"q": "q", "k": "k", "v": "v", "o": "o", "up": "wi", "down": "wo"},
     "moment": {"q": "q", "k": "k", "v": "v", "o": "o", "gate": "wi_0", "up": "wi_1", "down": "wo"},
     "llama": {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj",
@@ -54,11 +57,21 @@ class Backbone:
     dtype: torch.dtype
     resident: nn.Module | None = None  # loaded with the checkpoint but not run (T5 decoder)
 
+    def lora_suffixes(self) -> dict[str, str]:
+        """Target -> module-name suffix on this model: of a family's alternatives (names that
+        changed between transformers versions), the first that some module of the model has."""
+        have = [name for name, _ in self.model.named_modules()]
+        out = {}
+        for target, alts in LORA_MODULES[self.spec.family].items():
+            alts = (alts,) if isinstance(alts, str) else alts
+            out[target] = next((a for a in alts if any(n == a or n.endswith("." + a) for n in have)), alts[0])
+        return out
+
     def lora_modules(self, targets: tuple[str, ...]) -> list[str]:
         """Module-name suffixes for our LoRA targets on this family. Suffixes can overlap (BERT's
         ``output.dense`` also ends ``attention.output.dense``): use
         :func:`fmplex_exec.vfm.lora_target_names` for the exact modules."""
-        names = LORA_MODULES[self.spec.family]
+        names = self.lora_suffixes()
         missing = [t for t in targets if t not in names]
         if missing:
             raise ValueError(f"{self.spec.name}: LoRA targets {missing} are not adaptable here")

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from fmplex_exec.backbones import LORA_MODULES, Backbone, load_backbone, make_inputs
+from fmplex_exec.backbones import Backbone, load_backbone, make_inputs
 from fmplex_sim.specs import ExtensionSpec, TaskSpec
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter on this row"
@@ -134,7 +134,7 @@ def lora_target_names(bb: Backbone, targets: tuple[str, ...], shapes: dict[str, 
     (``output.dense``) as plain suffix matching would make it.
     """
     wanted = set(bb.lora_modules(targets))  # validates the targets
-    suffixes = set(LORA_MODULES[bb.spec.family].values())
+    suffixes = set(bb.lora_suffixes().values())
     names = []
     for name in shapes:
         hits = [s for s in suffixes if name == s or name.endswith("." + s)]

@@ -341,3 +341,63 @@ def test_batched_lora_path_equals_peft_mixed_adapter_path():
     switched = fms["batched"].run_batch(rest)
     for a, b in zip(switched, again["peft"]):
         assert (a.output - b.output).norm() / b.output.norm() < 1e-5
+
+
+def _tiny(family: str):
+    """A one-layer model of ``family``'s transformers class, as backbones.py builds it."""
+    import transformers as tf
+
+    small = dict(hidden_size=64, num_attention_heads=2, intermediate_size=128)
+    t5 = dict(num_layers=1, d_model=64, d_ff=128, num_heads=2, d_kv=32)
+    dec = dict(num_hidden_layers=1, hidden_size=64, num_attention_heads=2, num_key_value_heads=1,
+               intermediate_size=128, vocab_size=100)
+    return {
+        "bert": lambda: tf.BertModel(tf.BertConfig(num_hidden_layers=1, **small), add_pooling_layer=False),
+        "vit": lambda: tf.ViTModel(tf.ViTConfig(num_hidden_layers=1, **small), add_pooling_layer=False),
+        "clip": lambda: tf.CLIPVisionModel(tf.CLIPVisionConfig(num_hidden_layers=1, **small)),
+        "chronos": lambda: tf.T5EncoderModel(tf.T5Config(**t5)),
+        "moment": lambda: tf.T5EncoderModel(tf.T5Config(feed_forward_proj="gated-gelu", **t5)),
+        "llama": lambda: tf.LlamaModel(tf.LlamaConfig(**dec)),
+        "qwen": lambda: tf.Qwen2Model(tf.Qwen2Config(**dec)),
+        "gpt2": lambda: tf.GPT2Model(tf.GPT2Config(n_layer=1, n_embd=64, n_head=2, vocab_size=100,
+                                                   bos_token_id=0, eos_token_id=0)),
+    }[family]()
+
+
+def test_every_lora_target_of_every_family_finds_its_modules_in_the_installed_transformers():
+    """Module names change between transformers versions (ViT's ``query`` became ``q_proj``
+    in 5.x): each family's targets must name modules of the model this transformers builds."""
+    from fmplex_exec.backbones import LORA_MODULES, Backbone
+    from fmplex_exec.vfm import _projection_shapes, lora_target_names
+    from fmplex_sim.catalog import BACKBONES
+
+    for family, targets in LORA_MODULES.items():
+        spec = next(b for b in BACKBONES.values() if b.family == family)
+        model = _tiny(family)
+        bb = Backbone(spec, model, False, "input_ids", 64, torch.device("cpu"), torch.float32)
+        shapes = _projection_shapes(model)
+        found = {t: lora_target_names(bb, (t,), shapes) for t in targets}
+        for t, names in found.items():
+            assert names, (family, t)
+        if family != "gpt2":  # GPT-2 fuses q, k and v into one c_attn projection
+            every = [n for names in found.values() for n in names]
+            assert len(every) == len(set(every)), (family, found)  # no module adapted for two targets
+
+
+def test_vit_mixed_batch_matches_standalone_merged_models():
+    tasks = [TaskSpec("qkvo", "vit-base", (E("lora", rank=8, targets=("q", "k", "v", "o")), E("head", outputs=5))),
+             TaskSpec("mlp", "vit-base", (E("lora", rank=4, targets=("up", "down"), alpha=8.0), E("head", outputs=3)))]
+    bb = load_backbone("vit-base", seed=0)
+    fm = PhysicalFM(bb)
+    for k, t in enumerate(tasks):
+        fm.add_task(t, seed=20 + k)
+    gen = torch.Generator().manual_seed(5)
+    reqs = [ExecRequest(t.name, bb.spec.default_input_len, make_inputs(bb, [bb.spec.default_input_len], gen))
+            for t in tasks + tasks]
+    res = fm.run_batch(reqs)
+    assert all(r.ok for r in res), [r.error for r in res if not r.ok]
+    for k, t in enumerate(tasks):
+        ref = standalone_model("vit-base", t, 20 + k, backbone_seed=0)  # its LoRA merged by hand
+        for q, r in zip(reqs, res):
+            if q.task == t.name:
+                assert rel(r.output, ref(q.inputs)[0]) < TOL
