@@ -216,7 +216,10 @@ def diurnal(
     candidates = poisson(peak, start, end, rng)
     if candidates.shape[0] == 0:
         return candidates
-    rel = 1.0 + amp * np.sin(2.0 * np.pi * (candidates - phase) / period)
+    # The position within the period, reduced first: a period of 1e-320 s or a phase of 1e308 s
+    # would otherwise overflow the sine's argument (no arrivals at all, and numpy warnings).
+    phase = math.fmod(phase, period)
+    rel = 1.0 + amp * np.sin(2.0 * np.pi * (np.fmod(candidates - phase, period) / period))
     keep = rng.random(candidates.shape[0]) * (1.0 + amp) < rel
     return candidates[keep]
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from fmplex_sim.clitools import check_file_out
 from fmplex_sim.errors import InputError
+from fmplex_sim.results import make_parents, remove_empty
 
 FORMAT_HELP = "azure-llm-2023 (azure), alibaba-genai-2026 (alibaba), mooncake, servegen, native"
 
@@ -134,6 +135,10 @@ def cmd_convert(args) -> int:
         raise InputError("--tasks", str(args.tasks), f"must be from 1 to {MAX_TASKS}")
     check_file_out(args.out)
     out = Path(args.out)
+    src = Path(args.path)
+    if out.exists() and (src.is_dir() and src.resolve() in out.resolve().parents
+                         or src.exists() and os.path.samefile(out, src)):
+        raise InputError("--out", args.out, "is the trace being converted; name another file")
     trace = _read(args)
     had_ids = trace.task is not None
     n_tasks = args.tasks or (len(trace.task_names) if had_ids else 1)
@@ -142,21 +147,33 @@ def cmd_convert(args) -> int:
                          burstiness_scale=args.burstiness_scale, rate_scale=args.rate_scale,
                          max_requests=args.max_requests, where=CONVERT_OPTIONS)
     names = shaped.task_names if had_ids else tuple(f"task-{k}" for k in range(n_tasks))
+    if len(shaped.arrival_s) == 0:
+        span = (f" (it spans {trace.arrival_s[0]:g} to {trace.arrival_s[-1]:g} s)"
+                if len(trace.arrival_s) else "")
+        raise InputError(args.path, "--window-start", f"the window holds no requests of the trace{span}")
+    made: list[Path] = []
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        made = make_parents(out)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
     except OSError as e:
+        remove_empty(made)
         raise InputError("--out", args.out, f"cannot write here: {e.strerror or e}") from None
     os.close(fd)
     try:
         write_native(tmp, shaped.arrival_s, np.asarray(names, dtype=object)[shaped.task],
                      shaped.input_len, shaped.output_len)
         os.replace(tmp, out)
+    except InputError as e:  # what the native format cannot hold (a name with a comma): the input's
+        Path(tmp).unlink(missing_ok=True)
+        remove_empty(made)
+        raise InputError(args.path, e.where, f"{e.problem} (the native format cannot hold it)") from None
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
+        remove_empty(made)
         raise InputError("--out", args.out, f"cannot write: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        remove_empty(made)
         raise
     s = shaped.stats()
     print(f"{s['requests']:,} requests over {s['duration_s']:,.1f} s "

@@ -50,6 +50,9 @@ def run_cli(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv
     one line on stderr and status 2; Ctrl-C status 130; a closed stdout (``| head``) status 141.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a name or path the terminal cannot encode prints escaped
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already reported on one line)

@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Sequence
 
+from fmplex_sim.plotting import user_text_as_is
+
 COMPARISON_COLUMNS = (
     "system", "placement", "scheduler",
     "latency_mean_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
@@ -49,6 +51,7 @@ def write_comparison_csv(path: Path, rows: Sequence[dict]) -> None:
             w.writerow({k: ("" if r[k] is None else r[k]) for k in COMPARISON_COLUMNS})
 
 
+@user_text_as_is()
 def plot_comparison(path: Path, rows: Sequence[dict], title: str = "") -> None:
     """Four panels: mean and p99 latency, SLO attainment, memory, devices used."""
     import matplotlib

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ MAX_RATE_SCALE = 1e6  # a trace's time compression (or, inverted, stretch); past
 MIN_WEIGHT = 1e-6  # task weights lie in [MIN_WEIGHT, 1 / MIN_WEIGHT]; past them fairness metrics overflow
 MAX_TASKS = 100_000  # tasks one run may make from templates
 MAX_ONOFF_CYCLES = 10_000_000  # ON/OFF cycles in one task's stream (each is kept in memory)
+MAX_PHASE_S = 1e12  # an ON or OFF phase (about 31,700 years); past it on_s + off_s overflows
 MAX_CONFIG_BYTES = 64 * 2**20  # a config file larger than this is not one
 
 
@@ -191,8 +193,11 @@ class RunConfig:
         """The same config under system ``name``, keeping this config's system knobs.
 
         ``name`` is a preset (``spatial``, ``colocate``, ``fmplex``) or ``PLACEMENT-SCHEDULER``
-        (for example ``fmplex-wfq``). Raises InputError for anything else.
+        (for example ``fmplex-wfq``), or this config's own system's name, custom names included
+        (then it is this config). Raises InputError for anything else.
         """
+        if name == self.system.name:
+            return self
         parts = system_parts(name)
         if parts is None:
             raise InputError("--systems", name, f"unknown system ({UNKNOWN_SYSTEM_HINT})")
@@ -243,9 +248,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
+    # Duplicates among the keys written here; keys a merge (``<<: *anchor``) brings in may be
+    # overridden by them, as YAML's merge means.
     seen: dict = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=deep)
         try:
             first = seen.get(key)
@@ -258,6 +266,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
                 None, None, f"duplicate key {key!r} (first on line {first.line + 1})", key_node.start_mark
             )
         seen[key] = key_node.start_mark
+    loader.flatten_mapping(node)
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -277,10 +286,44 @@ def _construct_int(loader: _UniqueKeyLoader, node: yaml.ScalarNode) -> int:
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+MAX_YAML_VALUES = 1_000_000  # values a config may expand to through aliases (``*anchor``)
+
+
+def _expanded_size(obj: Any, limit: int) -> int:
+    """How many values ``obj`` holds once every alias is expanded (shared lists and mappings
+    counted each time they are used), or more than ``limit`` when it holds more; linear in the
+    distinct objects, so a few hundred bytes of nested aliases ("billion laughs") cost nothing."""
+    memo: dict[int, int] = {}
+
+    def size(o: Any) -> int:
+        if not isinstance(o, (list, dict)):
+            return 1
+        got = memo.get(id(o))
+        if got is None:
+            items = [*o.keys(), *o.values()] if isinstance(o, dict) else o
+            memo[id(o)] = 0  # a recursive alias counts once
+            got = 1
+            for x in items:
+                got += size(x)
+                if got > limit:
+                    break
+            memo[id(o)] = got
+        return got
+
+    try:
+        return size(obj)
+    except RecursionError:
+        return limit + 1
+
+
 def _load_yaml(text: str, src: str) -> Any:
     """Parse YAML text; any syntax problem becomes one InputError naming the line."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        if _expanded_size(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+            raise InputError(src, "", f"its aliases (*name) expand to more than {MAX_YAML_VALUES:,} values; "
+                             "is it a config?")
+        return data
     except yaml.reader.ReaderError as e:  # a control character: binary data or a stray byte
         raise InputError(src, f"line {text.count(chr(10), 0, e.position) + 1}", f"invalid YAML: {e.reason}"
                          f" (character {e.character:#x}); is it a text file?") from None
@@ -330,6 +373,8 @@ def apply_override(raw: dict, item: str) -> None:
     else:
         try:
             parsed = yaml.load(value, Loader=_UniqueKeyLoader)  # noqa: S506
+            if _expanded_size(parsed, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+                raise InputError("--set", key, f"value expands to more than {MAX_YAML_VALUES:,} values")
         except (yaml.YAMLError, RecursionError):
             shown = repr(value) if len(value) <= 60 else repr(value[:40]) + f"... ({len(value)} characters)"
             raise InputError("--set", key, f"value {shown} is not valid YAML") from None
@@ -608,6 +653,7 @@ _TASK_KEYS = {
 
 
 MAX_NAME_CHARS = 100  # task and system names: they name results folders and CSV fields
+MAX_NAME_BYTES = 200  # the same in UTF-8 bytes (100 CJK characters take 300; a folder name 255 at most)
 
 
 def _name_problem(name: Any) -> str | None:
@@ -617,11 +663,16 @@ def _name_problem(name: Any) -> str | None:
         return f"must be a non-empty name, got {name!r}"
     if len(name) > MAX_NAME_CHARS:
         return f"is {len(name)} characters long; a name is at most {MAX_NAME_CHARS}"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        return (f"takes {size} bytes in UTF-8; a name is at most {MAX_NAME_BYTES} (it names a folder, "
+                "and file systems allow 255)")
     if name in (".", ".."):
         return f"{name!r} cannot name a results folder; choose another name"
     for ch in name:
-        if ch in ",/\\" or ord(ch) < 32 or ord(ch) == 127:
-            return f"{name!r} holds {ch!r}; a name has no commas, slashes or control characters"
+        if ch in ",/\\" or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return (f"{ascii(name)} holds {ascii(ch)}; a name has no commas, slashes, control "
+                    "characters, line breaks or unpaired surrogates")
     return None
 
 
@@ -761,8 +812,8 @@ def _arrival(v: Any, c: _Ctx, where: str) -> ArrivalSpec:
         process=process,
         rate_rps=_num(v.get("rate_rps", 1.0), c, f"{where}.rate_rps", lo=0.0),
         cv=_num(v.get("cv", 1.0), c, f"{where}.cv", positive=True, lo=1 / MAX_CV, hi=MAX_CV),
-        on_s=_num(v.get("on_s", 10.0), c, f"{where}.on_s", positive=True),
-        off_s=_num(v.get("off_s", 10.0), c, f"{where}.off_s", lo=0.0),
+        on_s=_num(v.get("on_s", 10.0), c, f"{where}.on_s", positive=True, hi=MAX_PHASE_S),
+        off_s=_num(v.get("off_s", 10.0), c, f"{where}.off_s", lo=0.0, hi=MAX_PHASE_S),
         amplitude=amplitude,
         period_s=_num(v.get("period_s", 86400.0), c, f"{where}.period_s", positive=True),
         phase_s=_num(v.get("phase_s", 0.0), c, f"{where}.phase_s"),
@@ -907,6 +958,8 @@ def _number_hint(text: str) -> str:
 def _kind(v: Any) -> str:
     if v is None:
         return "nothing"
+    if isinstance(v, (list, dict)) and not v:
+        return f"an empty {'list' if isinstance(v, list) else 'mapping'}"
     return {dict: "a mapping", list: "a list", str: f"the text {v!r}", bool: f"{v}"}.get(type(v), repr(v))
 
 
@@ -914,6 +967,8 @@ def _known(v: dict, c: _Ctx, where: str, allowed: set[str]) -> None:
     for k in v:
         if k not in allowed:
             shown = str(k) if str(k).isprintable() else repr(k)  # a tab or line break stays visible
+            if k is None or isinstance(k, (bool, int, float)):  # `~:`, `1:` or `yes:` read as YAML values
+                shown = f"{'~' if k is None else k} (a key YAML reads as {_kind(k)}, not text)"
             path = f"{where}.{shown}" if where else shown
             raise c.err(path, f"unknown key (known: {', '.join(sorted(allowed))})")
 

@@ -66,6 +66,26 @@ def write_yaml(path: Path, obj) -> None:
     path.write_text(yaml.safe_dump(obj, sort_keys=False))
 
 
+def make_parents(out: Path) -> list[Path]:
+    """Make the missing folders above ``out``; return those it made, deepest last."""
+    missing = []
+    parent = out.parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders :func:`make_parents` made, deepest first, where still empty."""
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 @contextlib.contextmanager
 def results_dir(out: str | Path) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``out`` when the block succeeds.
@@ -74,8 +94,12 @@ def results_dir(out: str | Path) -> Iterator[Path]:
     existing ``out`` is left as it was.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    made = make_parents(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except BaseException:
+        remove_empty(made)
+        raise
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; results are ordinary folders
@@ -91,6 +115,7 @@ def results_dir(out: str | Path) -> Iterator[Path]:
             os.replace(old, out)  # put the previous results back
             old = None
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(made)  # the folders made for it, so a failed run leaves nothing
         raise
     finally:
         if old is not None:

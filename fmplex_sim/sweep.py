@@ -115,16 +115,18 @@ def _not_plain(v: Any) -> str | None:
 def _override_sets(raw: dict, src: str) -> list[tuple[str, tuple[tuple[str, Any], ...]]]:
     """(where, overrides) for every point: the grid's product, then the explicit points."""
     sets: list[tuple[str, tuple[tuple[str, Any], ...]]] = []
-    grid = raw.get("grid") or {}
+    grid = raw.get("grid")
+    grid = {} if grid is None else grid  # absent or empty; 0, false or "" are mistakes, refused
     if not isinstance(grid, dict):
         raise InputError(src, "grid", "must be a mapping of key: [values]")
     for k, vals in grid.items():
-        if not isinstance(k, str):
+        if not isinstance(k, str) or not k.strip() or "=" in k:
             raise InputError(src, "grid", f"key {k!r} must be a text key like cluster.gpus")
         if not isinstance(vals, list) or not vals:
             raise InputError(src, f"grid.{k}", "must be a non-empty list of values")
     size = math.prod(len(v) for v in grid.values()) if grid else 0
-    points = raw.get("points") or []
+    points = raw.get("points")
+    points = [] if points is None else points
     if not isinstance(points, list):
         raise InputError(src, "points", "must be a list of {key: value} mappings")
     if size + len(points) > MAX_POINTS:
@@ -187,6 +189,7 @@ def load_sweep(path: str | Path) -> Sweep:
     except InputError as e:
         raise InputError(src, "base", str(e)) from None
     points: list[Point] = []
+    labels: list[str] = []
     ids: set[str] = set()
     contents: dict[str, int] = {}  # the overrides in key order -> point number
     for n, (where, ov) in enumerate(_override_sets(raw, src)):
@@ -204,23 +207,26 @@ def load_sweep(path: str | Path) -> Sweep:
             pid = f"{pid[:_ID_LEN]}-{_digest(ov)}"
         ids.add(pid)
         points.append(Point(pid, ov, cfg))
-    _check_traces(points)
+        labels.append(label)
+    _check_traces(src, points, labels)
     return Sweep(src, base, tuple(points))
 
 
-def _check_traces(points: list[Point]) -> None:
-    """Read every trace file the points name, once each, so a bad row is reported before any
-    point runs (and before anything is written). ServeGen folders are generated per point's
-    window, not read whole, so they are checked when their point runs."""
-    from fmplex_sim.traces import load_trace
+def _check_traces(src: str, points: list[Point], labels: list[str]) -> None:
+    """Resolve every point that replays a trace against it, so a bad row, or a point the trace
+    cannot serve (a window past its end, an update after the span it sets), is reported before
+    any point runs, naming the sweep file and the point. ServeGen folders are generated per
+    point's window, not read whole, so they are checked when their point runs."""
+    from fmplex_sim.run import prepare
 
-    seen: set[tuple[str, str]] = set()
-    for p in points:
+    for p, label in zip(points, labels):
         tr = p.config.workload.trace
-        if tr is None or tr.format == "servegen" or (tr.format, tr.path) in seen:
+        if tr is None or tr.format == "servegen":
             continue
-        seen.add((tr.format, tr.path))
-        load_trace(tr.format, tr.path)
+        try:
+            prepare(p.config)
+        except InputError as e:
+            raise InputError(src, label, str(e)) from None
 
 
 # ----------------------------------------------------------------------------- the folder

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fmplex_sim.metrics import Records
+from fmplex_sim.plotting import user_text_as_is
 from fmplex_sim.specs import TaskSpec
 
 #: Targets of the validation suite (README): |relative error| of p50 and p99, absolute error of
@@ -113,6 +114,7 @@ def _cdf(ax, recs: Records | Sequence[Records], color, style: str, label: str) -
         ax.plot(lat, np.arange(1, lat.shape[0] + 1) / lat.shape[0], style, color=color, label=label)
 
 
+@user_text_as_is()
 def plot_validation(path: Path, runs: Mapping[str, tuple[Records | Sequence[Records], Records]],
                     report: Mapping, title: str, caption: str) -> None:
     """Latency CDFs (real solid, its replays pooled; simulated dashed) per system, and predicted

@@ -1135,3 +1135,187 @@ def test_the_harness_refuses_a_trace_that_asks_for_generated_tokens():
     with pytest.raises(InputError, match="'b' for generated tokens"):
         check_runnable(cfg, from_arrays(("a", "b"), np.array([0.1, 0.2]), np.array([0, 1], dtype=np.int32), ones,
                                         np.array([0, 3], dtype=np.int32)), "c.yaml")
+
+
+# ----------------------------------------------------------------------------- a later audit
+# Each case below gave a traceback, a hang, a wrong status, a result left behind or a silently
+# wrong result before its fix (a hand-written adversarial pass over every command).
+def _sweep_of(d: Path, cfg: Path, grid: str) -> Path:
+    p = d / "s.yaml"
+    p.write_text(f"base: {cfg}\ngrid: {grid}\n")
+    return p
+
+
+@pytest.mark.parametrize("name,shown", [("a\ud800b", "\\ud800"), ("a\u2028b", "\\u2028"), ("a\x85b", "\\x85")])
+@pytest.mark.parametrize("command", ["run", "compare", "isolation", "capacity", "sweep"])
+def test_a_name_with_a_surrogate_or_line_break_is_refused_naming_it(name, shown, command):
+    """A lone surrogate crashed printing (UnicodeEncodeError) after the results were written,
+    and capacity exited 0; U+2028 and U+0085 break a line in a terminal or a CSV reader."""
+    raw = copy.deepcopy(BASE)
+    raw["tasks"][0]["name"] = name
+    with workdir() as d:
+        cfg = d / "c.yaml"
+        cfg.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=False))
+        out = d / "res" / "o"
+        extra = {"isolation": ["--noisy", "b"], "capacity": ["--system", "fmplex", "--slo-attainment", "0.9"]}
+        if command == "sweep":
+            raw["tasks"][0]["name"] = "a"
+            cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+            grid = "{tasks.0.name: [" + json.dumps(name) + "]}"  # JSON escapes are YAML escapes
+            argv = ["sweep", _sweep_of(d, cfg, grid), "--out", out, "--workers", "1"]
+        else:
+            argv = [command, cfg, "--out", out, *extra.get(command, [])]
+        line = assert_refused(call(sim_main, argv), "tasks[0].name", shown, out=out)
+        line.encode("ascii")  # escaped, so any terminal can print it
+
+
+def test_a_name_is_measured_in_bytes_too():
+    """100 CJK characters passed the 100-character limit, then every run was simulated and the
+    folder named after the task could not be made (an error blaming --out, a folder left)."""
+    raw = mutated(T(0, "name"), "\u65e5" * 100)
+    with workdir() as d:
+        cfg, out = _cfg_with(d, raw), d / "res" / "new" / "o"
+        assert_refused(call(sim_main, ["isolation", cfg, "--out", out, "--noisy", "b"]), "tasks[0].name",
+                       "300 bytes")
+        assert list((d / "res").iterdir()) == []
+
+
+BOMB = "[" + ", ".join(["xx"] * 9) + "]"
+
+
+def _bomb(levels: int) -> str:
+    """Nested aliases: a few hundred bytes that expand to 9**levels values."""
+    parts = [f"&a0 {BOMB}"] + [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+@pytest.mark.parametrize("where", ["config", "sweep", "--set"])
+def test_an_alias_bomb_is_refused_at_once(where):
+    """10 levels of nested aliases (727 bytes) ran out of memory after a minute, or hung."""
+    with workdir() as d:
+        out = d / "res" / "o"
+        if where == "config":
+            cfg = d / "c.yaml"
+            cfg.write_text(yaml.safe_dump(BASE, sort_keys=False) + f"bomb: {_bomb(10)}\n")
+            assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), "expand to more than", out=out)
+        elif where == "sweep":
+            cfg = _cfg_with(d, BASE)
+            sweep = _sweep_of(d, cfg, "{tasks.0.extensions: [" + _bomb(10) + "]}")
+            assert_refused(call(sim_main, ["sweep", sweep, "--out", out]), str(sweep), "expand to more than", out=out)
+        else:
+            cfg = _cfg_with(d, BASE)
+            assert_refused(call(sim_main, ["run", cfg, "--out", out, "--set", f"system.max_batch={_bomb(10)}"]),
+                           "--set", "system.max_batch", out=out)
+
+
+def test_a_yaml_merge_may_override_what_it_brings_in():
+    """`{<<: *t, name: b}` was refused as a duplicate key; a key written twice still is."""
+    text = ("seed: 1\nduration_s: 1\ncluster: {device: H100-80GB, gpus: 1}\ntasks:\n"
+            "  - &t {name: a, backbone: bert-base, slo_ms: 50, arrival: &r {process: poisson, rate_rps: 5}}\n"
+            "  - {<<: *t, name: b, arrival: {<<: *r, rate_rps: 7}}\n")
+    with workdir() as d:
+        cfg = d / "c.yaml"
+        cfg.write_text(text)
+        rc, _, err = call(sim_main, ["run", cfg, "--out", d / "res" / "o"])
+        assert rc == 0, err
+        saved = yaml.safe_load((d / "res" / "o" / "config.yaml").read_text())
+        assert [(t["name"], t["arrival"]["rate_rps"], t["slo_ms"]) for t in saved["tasks"]] == [
+            ("a", 5, 50), ("b", 7, 50)]
+        cfg.write_text(text.replace("name: b,", "name: b, name: c,"))
+        assert_refused(call(sim_main, ["run", cfg, "--out", d / "res" / "p"]), str(cfg), "line 6",
+                       "duplicate key 'name'")
+
+
+@pytest.mark.parametrize("name", ["a$\\frac$b.yaml", "x$^$y.yaml", "\u65e5\u672c.yaml"])
+def test_compare_draws_any_config_name(name):
+    """The config's name is the figure's title: `$...$` was parsed as math markup and crashed
+    the save (after every system ran); characters the font lacks printed warnings."""
+    with workdir() as d:
+        cfg = d / name
+        cfg.write_text(yaml.safe_dump(BASE, sort_keys=False))
+        rc, _, err = call(sim_main, ["compare", cfg, "--out", d / "res" / "o", "--systems", "fmplex,spatial"])
+        assert rc == 0 and err == "", err
+        assert (d / "res" / "o" / "comparison.png").stat().st_size > 0
+
+
+def test_isolation_defaults_to_the_configs_own_system_even_when_named():
+    """`system: {name: mine, ...}` without --systems was refused as '--systems: mine: unknown'."""
+    with workdir() as d:
+        cfg, out = _cfg_with(d, BASE), d / "res" / "o"
+        rc, _, err = call(sim_main, ["isolation", cfg, "--out", out, "--noisy", "a"])
+        assert rc == 0, err
+        assert list(json.loads((out / "isolation.json").read_text())["systems"]) == ["mine"]
+
+
+@pytest.mark.parametrize("arrival,where", [
+    ({"process": "onoff", "rate_rps": 30, "on_s": 1e308, "off_s": 1e308}, "tasks[0].arrival.on_s"),
+    ({"process": "onoff", "rate_rps": 30, "on_s": 1.7e308, "off_s": 0}, "tasks[0].arrival.on_s"),
+    ({"process": "onoff", "rate_rps": 30, "on_s": 1, "off_s": 1.7e308}, "tasks[0].arrival.off_s"),
+])
+def test_on_off_phases_that_overflow_are_refused(arrival, where):
+    """on_s + off_s overflowed to inf: numpy raised drawing the first cycle's phase."""
+    with workdir() as d:
+        cfg, out = _cfg_with(d, mutated(T(0, "arrival"), arrival)), d / "res" / "o"
+        assert_refused(call(sim_main, ["run", cfg, "--out", out]), str(cfg), where, out=out)
+
+
+@pytest.mark.parametrize("grid,problem", [("0", "grid: must be a mapping"), ("false", "grid: must be a mapping"),
+                                          ("{'seed=2': [1]}", "key 'seed=2'"), ("{'': [1]}", "key ''")])
+def test_a_sweep_grid_that_is_not_one_is_refused(grid, problem):
+    """`grid: 0` was read as no grid and the sweep ran its points only."""
+    with workdir() as d:
+        cfg = _cfg_with(d, BASE)
+        sweep = d / "s.yaml"
+        sweep.write_text(f"base: {cfg}\ngrid: {grid}\npoints: [{{seed: 3}}]\n")
+        out = d / "res" / "o"
+        assert_refused(call(sim_main, ["sweep", sweep, "--out", out]), str(sweep), problem, out=out)
+
+
+def test_trace_convert_refuses_what_it_cannot_write():
+    """An empty window wrote a header-only file no command could read; --out on the input
+    overwrote the trace; a task name with a comma was blamed on a temporary file."""
+    with workdir() as d:
+        trace = d / "t.csv"
+        trace.write_text("arrival_s,task,input_len\n0.1,a,10\n0.2,b,12\n0.5,a,9\n")
+        before = trace.read_text()
+        out = d / "res" / "o.csv"
+        assert_refused(call(sim_main, ["trace", "convert", trace, "--format", "native", "--window-start", "0.3",
+                                       "--window-duration", "0.1", "--out", out]),
+                       str(trace), "--window-start", "no requests", out=out)
+        assert_refused(call(sim_main, ["trace", "convert", trace, "--format", "native", "--out", trace]),
+                       "--out", "is the trace being converted")
+        assert trace.read_text() == before
+        trace.write_text('arrival_s,task,input_len\n0.1,"a,b",10\n0.2,b,12\n')
+        assert_refused(call(sim_main, ["trace", "convert", trace, "--format", "native", "--out", out]),
+                       str(trace), "'a,b'", out=out)
+
+
+@pytest.mark.parametrize("command", ["info", "run"])
+def test_a_native_trace_of_clock_timestamps_is_refused_naming_its_line(command):
+    """Epoch times were kept as offsets: a 10 s trace ran as 1.7e9 s, throughput 0.0 req/s."""
+    with workdir() as d:
+        trace = d / "t.csv"
+        trace.write_text("arrival_s,task,input_len\n" + "".join(f"{1700000000 + i / 10},a,8\n" for i in range(5)))
+        if command == "info":
+            argv = ["trace", "info", trace, "--format", "native"]
+        else:
+            raw = {"seed": 1, "cluster": {"device": "H100-80GB", "gpus": 1},
+                   "workload": {"trace": {"format": "native", "path": str(trace)}},
+                   "tasks": [{"name": "a", "backbone": "bert-base"}]}
+            argv = ["run", _cfg_with(d, raw), "--out", d / "res" / "o"]
+        assert_refused(call(sim_main, argv), str(trace), "line 2", "epoch")
+
+
+def test_a_failed_run_removes_the_folders_it_made_for_out():
+    """--out under folders that did not exist: they were made and stayed after a failure."""
+    with workdir() as d:
+        cfg = _cfg_with(d, mutated(T(0, "name"), "\u65e5" * 30))
+        out = d / "res" / "new" / "deeper" / "o"
+        from fmplex_sim.results import results_dir
+
+        with pytest.raises(RuntimeError), results_dir(out):
+            raise RuntimeError("failed while writing")
+        assert list((d / "res").iterdir()) == []
+        rc, _, err = call(sim_main, ["run", cfg, "--out", out])
+        assert rc == 0, err
+        assert (out / "summary.json").is_file()

@@ -310,24 +310,47 @@ def test_a_bad_trace_row_in_any_point_is_found_before_any_point_runs(tmp_path, c
     assert (list(out.iterdir()) == []) if folder == "empty" else not out.exists()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("grid,point,problem", [
+    ("{workload.window.start_s: [0, 100]}", "grid workload.window.start_s=100", "good.csv: workload.window: window start"),
+    ("{tasks.0.update_s: [0.5, 5]}", "grid tasks.0.update_s=5", "base.yaml: tasks[0].update_s: must be before duration_s"),
+])
 @pytest.mark.parametrize("folder", ["absent", "empty"])
-def test_a_point_failing_as_it_runs_leaves_the_folder_as_it_was(tmp_path, capsys, workers, folder):
-    # a window past the trace's end is found only when the point shapes its trace, after
-    # sweep.json is written
+def test_a_point_its_trace_cannot_serve_is_found_before_any_point_runs(tmp_path, capsys, grid, point, problem, folder):
+    # a window past the trace's end, or an update after the span the trace sets, used to be
+    # found only when the point shaped its trace: the points before it ran and stayed
     rows = "arrival_s,task,input_len\n" + "".join(f"{i / 10},t0,32\n" for i in range(20))
     (tmp_path / "good.csv").write_text(rows)
     (tmp_path / "base.yaml").write_text(TRACE_BASE)
     out = tmp_path / "out"
     if folder == "empty":
         out.mkdir()
-    path = sweep_file(tmp_path, "base: base.yaml\ngrid: {workload.window.start_s: [100], seed: [1, 2]}\n")
+    path = sweep_file(tmp_path, f"base: base.yaml\ngrid: {grid}\n")
+    rc, stdout, err = cli(capsys, "sweep", path, "--out", out, "--workers", 1)
+    assert rc == 2 and stdout == "" and len(err.splitlines()) == 1, err
+    assert f"{path}: {point}: " in err and problem in err
+    assert (list(out.iterdir()) == []) if folder == "empty" else not out.exists()
+
+
+SERVEGEN = Path(__file__).resolve().parent.parent / "traces" / "samples" / "servegen_like"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("folder", ["absent", "empty"])
+def test_a_point_failing_as_it_runs_keeps_the_finished_points(tmp_path, capsys, workers, folder):
+    # a ServeGen folder is generated per point's window, so a window past its end is found
+    # only when that point runs: every point failing leaves the folder as it was, and a point
+    # that finished is a result worth resuming from: it stays
+    (tmp_path / "base.yaml").write_text(TRACE_BASE.replace(
+        "{format: native, path: good.csv}", f"{{format: servegen, path: '{SERVEGEN}'}}, window: {{start_s: 0, duration_s: 5}}"))
+    out = tmp_path / "out"
+    if folder == "empty":
+        out.mkdir()
+    path = sweep_file(tmp_path, "base: base.yaml\ngrid: {workload.window.start_s: [10000000], seed: [1, 2]}\n")
     rc, stdout, err = cli(capsys, "sweep", path, "--out", out, "--workers", workers)
     assert rc == 2 and stdout == "" and len(err.splitlines()) == 1, err
-    assert "good.csv: workload.window" in err
+    assert "servegen_like: workload.window" in err
     assert (list(out.iterdir()) == []) if folder == "empty" else not out.exists()
-    # a point that finished is a result worth resuming from: it stays
-    path = sweep_file(tmp_path, "base: base.yaml\npoints: [{seed: 1}, {workload.window.start_s: 100}]\n")
+    path = sweep_file(tmp_path, "base: base.yaml\npoints: [{seed: 1}, {workload.window.start_s: 10000000}]\n")
     rc, _, err = cli(capsys, "sweep", path, "--out", out, "--workers", 1)
     assert rc == 2 and "workload.window" in err
     assert point_dirs(out) == ["seed=1"] and (out / "sweep.json").is_file()

@@ -22,7 +22,8 @@ TRACE_FORMATS: Registry[Callable[..., "Trace"]] = Registry("trace format")
 
 @dataclass(frozen=True)
 class Trace:
-    """Requests sorted by arrival. Times are seconds from the trace's first timestamp."""
+    """Requests sorted by arrival. Times are seconds from the trace's first timestamp (``native``:
+    as written, seconds from the run's start)."""
 
     source: str  # file (or folder) it was read from
     format: str  # loader name

@@ -4,7 +4,8 @@ Format: header ``arrival_s,task,input_len`` or ``arrival_s,task,input_len,output
 column order; no other columns), then one request per row:
 
 - ``arrival_s``: seconds (a number >= 0); rows must be in non-decreasing ``arrival_s`` order (a
-  decrease is an error naming its line); times are kept as written (not shifted to start at 0);
+  decrease is an error naming its line); times are kept as written (not shifted to start at 0),
+  so they are seconds from the run's start, at most 1e9 (larger ones are clock timestamps);
 - ``task``: the task's name (non-empty; surrounding spaces are dropped; a name holding a comma
   must be double-quoted, CSV style, and :func:`write_native` refuses such names);
   ``task_names`` lists them in order of first appearance;
@@ -43,6 +44,7 @@ from fmplex_sim.traces.formats._csv import (
 )
 
 REQUIRED = ("arrival_s", "task", "input_len")
+MAX_ARRIVAL_S = 1e9  # past it a time is a timestamp, not an offset (as traces.MAX_SPAN_S for spans)
 OPTIONAL = ("output_len",)
 
 
@@ -125,6 +127,11 @@ def load(path: str, *, seed: int = 0, window: tuple[float, float | None] | None 
         t, task, names, input_len, output_len = _fast(lines, body, cols, text)
     except _NotFast:
         t, task, names, input_len, output_len = _slow(path, body, cols, lines[0].strip())
+    if t.shape[0] and t[-1] > MAX_ARRIVAL_S:
+        k = int(np.argmax(t > MAX_ARRIVAL_S))
+        raise InputError(source_of(path), f"line {lines.index(body[k]) + 1}",
+                         f"arrival_s {t[k]:g} is over {MAX_ARRIVAL_S:g} s (about 31 years): native times are "
+                         "seconds from the run's start, not clock or epoch timestamps; subtract the first")
     return Trace(
         source=source_of(path),
         format="native",

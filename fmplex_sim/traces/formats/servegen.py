@@ -261,8 +261,9 @@ def load(
         raise InputError(
             src,
             "",
-            f"{what} holds about {expected:,.0f} requests, over max_requests={max_requests:,}; "
-            "load a shorter window (e.g. window=(0, 3600)) or fewer clients (one file), or raise max_requests",
+            f"{what} holds about {expected:,.0f} requests, more than the {max_requests:,} generated at most; "
+            "load a shorter window (workload.window: {start_s: 0, duration_s: 3600} in a config, "
+            "--window-start/--window-duration to `trace`) or fewer clients (one chunk file)",
         )
 
     times, tasks = [], []
