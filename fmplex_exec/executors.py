@@ -101,7 +101,10 @@ def _worker(conn, backbone, tasks, device, dtype, seed, cores, threads) -> None:
     from fmplex_sim.records import Batch, Request
 
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone or closed the pipe: nothing left to serve
+            return
         if msg is None:
             return
         if isinstance(msg, tuple):  # lifecycle: ("add" | "update", TaskSpec) or ("remove", name)

@@ -56,6 +56,10 @@ class Lifecycle:
         for th in list(self._children):
             th.join(max(0.0, end - time.perf_counter()))
 
+    def busy(self) -> bool:
+        """Whether an event, or a deploy, update or removal it started, is still running."""
+        return any(th.is_alive() for th in [self._thread, *self._children])
+
     # ------------------------------------------------------------------ events
     def _play(self) -> None:
         rt = self.rt
@@ -99,6 +103,8 @@ class Lifecycle:
                 old = [rt.by_id[i] for i in ids if i in rt.by_id]
             for plan in new:  # loads a backbone copy (or a replica) with the task, and warms it up
                 w = rt.new_worker(plan)
+                if w.retired and rt._done.is_set():  # built after the run ended, and closed:
+                    return  # it never serves; its requests stay as the horizon left them
                 rt.start_worker(w)
                 w.warm.wait(rt.WARMUP_WAIT_S)
             for w in old:

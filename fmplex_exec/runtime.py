@@ -105,6 +105,10 @@ class Runtime:
     #: longest the clock (or a task deployed mid-run) waits for an instance's warm-up; an
     #: instance that hangs there leaves its requests queued, and the run still ends
     WARMUP_WAIT_S = 300.0
+    #: after the run, how long it waits for a deploy still loading (a task added mid-run whose
+    #: instance was not ready by the horizon): the instance is closed as soon as it is built,
+    #: so no process or load outlives run() into what the caller does next (another replay)
+    LATE_DEPLOY_WAIT_S = 300.0
 
     def __init__(self, cfg: RunConfig, workload: Workload, make_executor: ExecutorFactory,
                  options: RuntimeOptions = RuntimeOptions(), latency: LatencyModel | None = None) -> None:
@@ -179,6 +183,14 @@ class Runtime:
         # pool (fmplex_exec.threads); the instance then serves from a thread of its own
         execute = off_main(self.make_executor, plan, self.tasks, self.opts)
         with self.life:
+            if self._done.is_set():  # the run ended while it loaded: nothing will serve from it
+                close = getattr(execute, "close", None)
+                if close is not None:
+                    close()
+                w = _Worker(plan, len(self.workers), sched, view, execute, ic)
+                w.retired = True
+                w.warm.set()
+                return w
             w = _Worker(plan, len(self.workers), sched, view, execute, ic)
             self.workers.append(w)
             if any(p.id == plan.id for p in self.placement.instances):
@@ -250,6 +262,9 @@ class Runtime:
         27 ms); servers warm up before taking traffic, and the simulator's instances are warm.
         Errors are left to the first real batch (a broken task is quarantined there, as always)."""
         t0 = time.perf_counter()
+        if self._done.is_set():  # started as the run ended: its executor may be closed already
+            w.warm.set()
+            return
         specs = [self.tasks[t] for t in w.plan.tasks if t in self.tasks]
         rows = [Request(-1, t.name, 0.0, t.input_len, 0) for t in specs]
         batches = [Batch((r,)) for r in rows]
@@ -375,7 +390,7 @@ class Runtime:
 
         self._threads: list[threading.Thread] = []
         self._setup()
-        life = Lifecycle(self)
+        life = self.lifecycle = Lifecycle(self)
         wall0 = time.perf_counter()
         for w in list(self.workers):
             self.start_worker(w)
@@ -441,6 +456,7 @@ class Runtime:
             close = getattr(w.execute, "close", None)
             if close is not None:
                 close()
+        life.join(self.LATE_DEPLOY_WAIT_S)  # a deploy still loading closes what it built (new_worker)
         memory = self._memory(workers)
         sysc = self.cfg.system
         latency = self.latency

@@ -95,3 +95,26 @@ def test_update_builds_beside_serving_then_swaps_between_batches():
     assert fms[0].adapter_name("late") == "late@v2" and fms[0].adapter_name("stay") == "stay@v1"
     assert fms[0].task_spec("late").extensions[0].version == 2
     assert s["requests"]["completed"] == 50  # nobody failed or paused across the swap
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("system", ["spatial", "colocate"])
+def test_a_deploy_still_loading_at_the_horizon_leaves_nothing_running(system, capfd):
+    """A task added just before the horizon (drain 0): its new instance, a slice's process or a
+    replica, was still loading when run() returned. It was never closed, loaded on into the
+    next replay, and the slice's process died with an EOFError traceback when the pipe's other
+    end went away. Now run() waits for it, closes it as soon as it is built, and serves nothing
+    from it."""
+    import multiprocessing as mp
+
+    raw = _raw(start_s=0.95)
+    raw["duration_s"], raw["drain_s"] = 1.0, 0
+    cfg = make_cfg(raw, system=system)
+    rt = Runtime(cfg, _wl([(0.1, 0), (0.5, 0), (0.96, 1), (0.98, 1)]), make_executor)
+    rec, s = rt.run()
+    assert mp.active_children() == []  # every slice process has exited
+    assert not rt.lifecycle.busy()
+    late = s["per_task"]["late"]
+    assert late["completed"] == 0 and late["arrived"] == late["rejected"] + late["unfinished"] == 2
+    assert "ready" not in _events(rt, "late")
+    assert "Traceback" not in capfd.readouterr().err
