@@ -119,6 +119,14 @@ def _check_profile(path: str, cfg: RunConfig, sim_device: str) -> None:
         raise InputError("--profile", path, msg) from None
 
 
+def _load_avg() -> float | None:
+    """The host's 1-minute load average, or None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _summary_line(name: str, entry: dict) -> str:
     o = entry["overall"]
     r, s = o["real"], o["sim"]
@@ -198,14 +206,25 @@ def cmd_validate(args) -> int:
             for name in order:
                 c = cfg.with_system(name)
                 say(f"{tag}{name}: replaying {len(wl)} requests on real models ({c.duration_s:g} s of trace)")
-                records, summary = Runtime(c, wl, make_executor, opts, latency=latency).run()
+                load_before = _load_avg()
+                if load_before is not None and load_before > (os.cpu_count() or 1) + 0.5:
+                    say(f"{tag}note: the host's load average is {load_before:g} on {os.cpu_count()} cores "
+                        "before this replay: other work may slow it (provenance.json records it)")
+                runtime = Runtime(c, wl, make_executor, opts, latency=latency)
+                records, summary = runtime.run()
                 real_dir = tmp / name / ("real" if r == 0 else f"real-{r + 1}")
                 real_dir.mkdir(parents=True)
                 write_yaml(real_dir / "config.yaml", c.to_dict())
                 prov = provenance(c.seed, lm, args.argv)
                 prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype,
                                   "round": r + 1, "rounds": rounds}
+                # Other work on the host slows a replay and nothing else records it: the load
+                # average (runnable threads, this replay's own included) before and after.
+                prov["host_load"] = {"cpus": os.cpu_count(), "loadavg_1m_before": load_before,
+                                     "loadavg_1m_after": _load_avg()}
                 write_json(real_dir / "provenance.json", prov)
+                if runtime.events:  # tasks started, ended or updated mid-run, as replay writes them
+                    write_json(real_dir / "lifecycle.json", runtime.events)
                 write_requests_csv(real_dir / "requests.csv", records)
                 write_json(real_dir / "summary.json", summary)
                 real[name].append(records)

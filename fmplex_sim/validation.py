@@ -102,9 +102,24 @@ def within_targets(entry: Mapping, targets: Mapping[str, float] = TARGETS) -> di
     return {k: entry.get(k) is not None and abs(entry[k]) <= lim for k, lim in targets.items()}
 
 
+#: a system that leaves more than this fraction of its requests unserved (rejected, unplaced or
+#: unfinished) ranks after every system that serves the rest, whatever its latency
+RANK_UNSERVED = 0.01
+
+
 def ranking(by_system: Mapping[str, Mapping], side: str, stat: str = "mean_ms") -> list[str]:
-    """Systems ordered best first by ``stat`` of their overall ``side`` (``real`` or ``sim``)."""
-    return sorted(by_system, key=lambda n: (by_system[n]["overall"][side][stat] or float("inf"), n))
+    """Systems ordered best first by ``stat`` of their overall ``side`` (``real`` or ``sim``).
+
+    ``stat`` is over completed requests only, so a system that dropped most of its requests
+    (an unplaced task, timeouts) would look fast: systems that leave more than
+    :data:`RANK_UNSERVED` of their requests unserved rank after the others."""
+    def key(n: str):
+        side_ = by_system[n]["overall"][side]
+        arrived = side_.get("arrived") or 0
+        unserved = arrived - side_.get("completed", arrived)
+        return (unserved > RANK_UNSERVED * arrived + 1e-9, side_[stat] if side_[stat] is not None else float("inf"), n)
+
+    return sorted(by_system, key=key)
 
 
 def _cdf(ax, recs: Records | Sequence[Records], color, style: str, label: str) -> None:

@@ -86,6 +86,16 @@ def test_ranking_orders_systems_by_mean_latency():
     assert ranking(rep, "real") == ["y", "x"]
 
 
+def test_a_system_that_leaves_requests_unserved_ranks_after_those_that_serve_them():
+    """spatial with one slice per GPU left a task unplaced (18 of 25 requests rejected) and
+    still ranked first: its mean is over the 7 it served."""
+    def side(mean, completed, arrived=100):
+        return {"overall": {"real": {"mean_ms": mean, "completed": completed, "arrived": arrived}}}
+
+    rep = {"drops": side(1.0, 28), "slow": side(9.0, 100), "fast": side(5.0, 99), "dead": side(None, 0)}
+    assert ranking(rep, "real") == ["fast", "slow", "drops", "dead"]
+
+
 # -- end to end on real models -------------------------------------------------------------
 torch = pytest.importorskip("torch", reason="the execution harness needs the exec extra")
 
@@ -156,7 +166,11 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
         assert entry["overall"]["real"]["arrived"] == 2 * rep["requests"]
         assert [r["arrived"] for r in entry["rounds"]] == [rep["requests"]] * 2
         assert set(entry["round_spread"]) == {"mean", "p50", "p99"}
-        assert json.loads((out / name / "real-2" / "provenance.json").read_text())["engine"]["round"] == 2
+        prov = json.loads((out / name / "real-2" / "provenance.json").read_text())
+        assert prov["engine"]["round"] == 2
+        load = prov["host_load"]  # what else ran on the host, for reading a replay's speed
+        assert load["cpus"] >= 1 and all(load[k] is None or load[k] >= 0 for k in
+                                         ("loadavg_1m_before", "loadavg_1m_after"))
         real = json.loads((out / name / "real" / "summary.json").read_text())
         sim = json.loads((out / name / "sim" / "summary.json").read_text())
         # one identical stream: same arrivals per task on both sides
@@ -199,3 +213,19 @@ def test_validate_bad_profile_exits_2_and_writes_nothing(tmp_path, capsys):
     assert main(["validate", str(cfg), "--out", str(out), "--rounds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--rounds" in err[0] and not out.exists()
+
+
+def test_validate_writes_each_replays_lifecycle(tmp_path, quick_profile):
+    """A task deployed mid-run: replay wrote lifecycle.json (when it became ready, or did not),
+    validate's replays did not, so a task the harness never served could not be told apart."""
+    from fmplex_exec.cli import main
+
+    raw = copy.deepcopy(CONFIG)
+    raw["tasks"][1]["start_s"] = 1.0
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "val"
+    assert main(["validate", str(cfg), "--out", str(out), "--profile", str(quick_profile), "--quiet",
+                 "--rounds", "1", "--systems", "fmplex"]) == 0
+    events = json.loads((out / "fmplex" / "real" / "lifecycle.json").read_text())
+    assert [e["event"] for e in events if e["task"] == "topic"][:2] == ["deploy", "ready"]
