@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,39 @@ def test_validate_writes_each_replays_lifecycle(tmp_path, quick_profile):
                  "--rounds", "1", "--systems", "fmplex"]) == 0
     events = json.loads((out / "fmplex" / "real" / "lifecycle.json").read_text())
     assert [e["event"] for e in events if e["task"] == "topic"][:2] == ["deploy", "ready"]
+
+
+def _flat(x, prefix=""):
+    if isinstance(x, dict):
+        return {k: v for key, val in x.items() for k, v in _flat(val, f"{prefix}.{key}").items()}
+    if isinstance(x, list):
+        return {k: v for i, val in enumerate(x) for k, v in _flat(val, f"{prefix}[{i}]").items()}
+    return {prefix: x}
+
+
+MEASURED = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "measured" / "minilm_medium"
+
+
+def test_the_committed_validation_run_is_what_its_requests_say():
+    """The README's table of the committed run (experiments/validation/measured/minilm_medium)
+    comes from validation.json; every number in it must follow from the requests stored beside
+    it (both replays per system and the simulated run) through the same comparison validate
+    makes, so the folder is evidence, not a copy of a table."""
+    from fmplex_sim.config import load_config
+    from fmplex_sim.metrics import read_requests_csv
+
+    rep = json.loads((MEASURED / "validation.json").read_text())
+    cfg = load_config(MEASURED / "config.yaml")
+    assert rep["rounds"] == 2 and set(rep["systems"]) == {"spatial", "colocate", "fmplex"}
+    names = tuple(t.name for t in cfg.tasks)
+    for name, entry in rep["systems"].items():
+        real = [read_requests_csv(MEASURED / name / d / "requests.csv", names) for d in ("real", "real-2")]
+        sim = read_requests_csv(MEASURED / name / "sim" / "requests.csv", names)
+        again = compare_runs(real, sim, cfg.tasks, cfg.duration_s)
+        for key in ("overall", "tasks", "rounds", "round_spread"):
+            got, want = _flat(again[key]), _flat(entry[key])
+            assert got.keys() == want.keys(), (name, key)
+            for k, v in want.items():  # requests.csv holds times to the microsecond
+                assert got[k] == (v if not isinstance(v, float) else pytest.approx(v, rel=2e-4, abs=2e-3)), (name, k)
+    assert ranking(rep["systems"], "real") == rep["ranking"]["real"]
+    assert ranking(rep["systems"], "sim") == rep["ranking"]["sim"]

@@ -111,7 +111,9 @@ def plan(args, out: Path) -> Plan:
                     *[a for s in sets for a in ("--set", s)]]))
     if "fig8_validation" in sel:
         default = ROOT / "results" / "validation" / "minilm_medium"
-        folder = args.validation or (str(default) if (default / "validation.json").is_file() else None)
+        committed = ROOT / "experiments" / "validation" / "measured" / "minilm_medium"  # in the repository
+        found = [d for d in (default, committed) if (d / "validation.json").is_file()]
+        folder = args.validation or (str(found[0]) if found else None)
         if folder is None:
             p.skipped["fig8_validation"] = (
                 f"no validation results: {default.relative_to(ROOT)}/validation.json not found and no "
