@@ -181,9 +181,12 @@ def cmd_validate(args) -> int:
         prof = tmp / "profile.csv"
         if args.profile:
             shutil.copyfile(args.profile, prof)
+        # The folder's config names its profile relative to itself (configs resolve a relative
+        # profile beside them), so the folder can be moved or committed and read again.
+        write_yaml(tmp / "config.yaml", replace(cfg, latency_model=LatencyConfig(kind="profile",
+                                                                                 path="profile.csv")).to_dict())
         cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(out / "profile.csv")))
         lm = {"kind": "profile", "source": "profile.csv"}
-        write_yaml(tmp / "config.yaml", cfg.to_dict())
         opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
         measured: list[list[dict]] = []
         comments: list[str] = []

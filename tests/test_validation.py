@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,13 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
     assert set(rep["ranking"]) >= {"real", "sim", "same"}
     assert (out / "validation.png").stat().st_size > 0 and (out / "validation.pdf").exists()
     assert (out / "profile.csv").read_text() == quick_profile.read_text()
+    # the folder's config names its profile beside it, so the folder reads back from anywhere
+    assert yaml.safe_load((out / "config.yaml").read_text())["latency_model"] == {"profile": "profile.csv"}
+    from fmplex_sim.config import load_config
+
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    assert Path(load_config(moved / "config.yaml").latency_model.path) == (moved / "profile.csv").resolve()
     assert "ranking by mean latency" in capsys.readouterr().out
 
 
