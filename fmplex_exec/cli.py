@@ -93,14 +93,14 @@ def check_runnable(cfg, wl, src: str) -> None:
     request; the simulator also models decoding)."""
     # The key path as the config writes it (tasks made from a trace's templates: by name).
     as_written = not cfg.templates or tuple(cfg.templates) == tuple(cfg.tasks)
-    path = (lambda i, t: f"tasks[{i}]") if as_written else (lambda i, t: f"task {t.name!r}")
     for i, t in enumerate(cfg.tasks):
+        where = f"tasks[{i}]" if as_written else f"task {t.name!r}"
         for j, e in enumerate(t.extensions):
             if e.kind not in RUNNABLE_EXTENSIONS:
-                raise InputError(src, f"{path(i, t)}.extensions[{j}].kind", f"{e.kind!r} (task {t.name!r}) runs "
+                raise InputError(src, f"{where}.extensions[{j}].kind", f"{e.kind!r} (task {t.name!r}) runs "
                                  f"in the simulator only; fmplex-exec runs {', '.join(RUNNABLE_EXTENSIONS)}")
         if t.output_len:
-            raise InputError(src, f"{path(i, t)}.output_len", f"{t.output_len} generated tokens (task "
+            raise InputError(src, f"{where}.output_len", f"{t.output_len} generated tokens (task "
                              f"{t.name!r}): fmplex-exec runs one forward pass per request; use output_len 0")
     if wl.output_len.shape[0] and int(wl.output_len.max()) > 0:
         k = int(wl.task[int(wl.output_len.argmax())])

@@ -103,8 +103,8 @@ class Lifecycle:
                 old = [rt.by_id[i] for i in ids if i in rt.by_id]
             for plan in new:  # loads a backbone copy (or a replica) with the task, and warms it up
                 w = rt.new_worker(plan)
-                if w.retired and rt._done.is_set():  # built after the run ended, and closed:
-                    return  # it never serves; its requests stay as the horizon left them
+                if w is None:  # built after the run ended, and closed: it never serves, and its
+                    return  # requests stay as the horizon left them
                 rt.start_worker(w)
                 w.warm.wait(rt.WARMUP_WAIT_S)
             for w in old:

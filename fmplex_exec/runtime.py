@@ -170,9 +170,10 @@ class Runtime:
                 continue
             self.make_ready(t)
 
-    def new_worker(self, plan: InstancePlan) -> _Worker:
+    def new_worker(self, plan: InstancePlan) -> _Worker | None:
         """Build an instance's executor (loads its backbone and tasks: slow) and its scheduler;
-        not yet serving (see :meth:`start_worker`)."""
+        not yet serving (see :meth:`start_worker`). None when the run ended while it loaded:
+        the executor is then closed at once and nothing serves from it."""
         sysc = self.cfg.system
         ic = InstanceCost(self.latency, get_backbone(plan.backbone), self.device, plan.share,
                           [self.tasks[t] for t in plan.tasks])
@@ -183,14 +184,11 @@ class Runtime:
         # pool (fmplex_exec.threads); the instance then serves from a thread of its own
         execute = off_main(self.make_executor, plan, self.tasks, self.opts)
         with self.life:
-            if self._done.is_set():  # the run ended while it loaded: nothing will serve from it
+            if self._done.is_set():
                 close = getattr(execute, "close", None)
                 if close is not None:
                     close()
-                w = _Worker(plan, len(self.workers), sched, view, execute, ic)
-                w.retired = True
-                w.warm.set()
-                return w
+                return None
             w = _Worker(plan, len(self.workers), sched, view, execute, ic)
             self.workers.append(w)
             if any(p.id == plan.id for p in self.placement.instances):
