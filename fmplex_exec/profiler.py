@@ -25,9 +25,12 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
   another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
   time of a batch after the serving thread slept about ``gap_ms`` over the same batch right
-  after it, in pairs; again with ``threads`` for a spatial slice, through a slice's own
-  worker process (:func:`_slice_wake_rows`): the round trip after the gap over the one right
-  after it.
+  after it, in pairs; again with ``beside`` 1, on an instance holding a LoRA adapter while
+  another instance's thread pool waits idle in the process (every pool throttled, as in a
+  process serving several instances), at the ``throttle`` shapes, since the cost there grows
+  with the batch (:func:`_beside_wake_rows`); again with ``threads`` for a spatial slice,
+  through a slice's own worker process (:func:`_slice_wake_rows`): the round trip after the gap
+  over the one right after it.
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``dispatch`` (every device): from a request's arrival at an idle instance to its serving
@@ -453,6 +456,8 @@ def profile_backbone(
                 lora_fm = _lora_harness_fm(bb)
                 rows += _throttle_rows(bb, lora_fm, common, throttle_shapes, gate, repeats, say)
                 rows += _wake_rows(bb, lora_fm, common, wake_gaps_ms, wake_shape, gate, repeats, say)
+                rows += _beside_wake_rows(bb, lora_fm, common, wake_gaps_ms, throttle_shapes, gate,
+                                          repeats, say)
                 del lora_fm
                 # Slices: a spatial replica is a process serving alone with torch limited to
                 # its cores; measured with that many threads on this same lone thread.
@@ -640,6 +645,47 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
                              n_adapters=lora or None, **summarize(extra)))
             say(f"wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}): "
                 f"+{rows[-1]['median_ms']:.3f} ms")
+    return rows
+
+
+def _beside_wake_rows(bb, lora_fm, common, gaps_ms, shapes, gate, repeats, say) -> list[dict]:
+    """``wake`` rows with ``beside`` 1: :func:`_wake_rows`'s pairs on the instance holding an
+    adapter while another instance's OpenMP pool waits idle in this process, so every pool
+    sleeps between parallel loops (:mod:`fmplex_exec.threads`), as in a process serving
+    several instances. There the cost of a wake-up grows with the gap and with the batch:
+    measured on the 2-core machine at 1 x 128, about +19 ms after 200 ms idle against +2 ms
+    with the pool alone; so at each of ``shapes``."""
+    import random
+    import threading
+
+    from fmplex_exec.vfm import ExecRequest
+
+    rng = random.Random(1)
+    n = max(repeats, 20)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another instance's serving thread, idle after one batch
+        with torch.inference_mode():
+            lora_fm.run_batch([ExecRequest("plain", shapes[0][1] if shapes else 16)])
+        held.set()
+        release.wait()
+
+    other = threading.Thread(target=hold, name="fmplex-profile-beside", daemon=True)
+    other.start()
+    held.wait()
+    rows = []
+    try:
+        for b, s in dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes):
+            reqs = [ExecRequest("plain", s)] * b
+            for gap in gaps_ms:
+                extra = gate.run(lambda: _wake_pairs(lambda: lora_fm.run_batch(reqs), gap, n, rng))
+                rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, n_adapters=1,
+                                 beside=1, **summarize(extra)))
+                say(f"wake after ~{gap} ms idle beside another pool (LoRA, batch {b} x {s}): "
+                    f"+{rows[-1]['median_ms']:.3f} ms")
+    finally:
+        release.set()
+        other.join()
     return rows
 
 

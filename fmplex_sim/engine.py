@@ -429,13 +429,16 @@ class Engine:
                 sigma = self.latency.jitter_sigma(inst.cost.bb, self.device)
                 if sigma > 0:
                     service_s *= math.exp(sigma * self.jitter.standard_normal())
-                # A slice's wake-up is its own process's (rows measured with its threads).
-                work = service_s + self.latency.wake_s(self.device, now - inst.idle_since,
-                                                       inst.cost.has_lora, inst.slice_threads)
+                # A slice's wake-up is its own process's (rows measured with its threads); a
+                # thread's beside other instances' pools is the one measured so (when it was).
+                seq = max(r.input_len for r in decision.requests)
+                beside = not inst.slice_threads and inst.cores.members > 1
+                work = service_s + self.latency.wake_s(
+                    self.device, now - inst.idle_since, inst.cost.has_lora, inst.slice_threads,
+                    bb=inst.cost.bb, tokens=decision.size * seq, beside=beside)
                 own = None  # this batch's slowdown beside others (default: the cores')
                 if not inst.slice_threads:  # a thread of a shared process
-                    seq = max(r.input_len for r in decision.requests)
-                    if inst.cores.members > 1:
+                    if beside:
                         work += self.latency.pool_throttle_s(inst.cost.bb, self.device, decision.size, seq)
                     # beside other threads' batches, as much slower as its shape loses with fewer cores
                     own = partial(self.latency.contention_for, inst.cost.bb, self.device,

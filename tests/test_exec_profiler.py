@@ -96,6 +96,13 @@ def test_profile_model_reads_measured_medians(profile_csv):
     assert set(throttle) == set(QUICK["throttle_shapes"])
     for (b, s), ms in throttle.items():
         assert pm.pool_throttle_s(bb, cpu, b, s) == pytest.approx(ms / 1000.0)
+    # wake-ups beside another instance's pool: on the LoRA instance, at every throttle shape and
+    # gap; the engine reads them for a thread of a process holding several instances
+    beside = {(r.batch, r.seq_len, r.gap_ms): r.median_ms for r in rows if r.kind == "wake" and r.beside}
+    assert set(beside) == {(b, s, g) for b, s in QUICK["throttle_shapes"] for g in QUICK["wake_gaps_ms"]}
+    assert all(r.n_adapters == 1 and r.beside == 1 for r in rows if r.kind == "wake" and r.beside)
+    for (b, s, g), ms in beside.items():
+        assert pm.wake_s(cpu, 1.0, lora=True, bb=bb, tokens=b * s, beside=True) == pytest.approx(ms / 1000.0)
     for n in (1, 2, 3):
         for rank in (4, 8, 64):
             assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0

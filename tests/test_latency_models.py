@@ -363,6 +363,66 @@ def test_a_slice_wakes_by_the_rows_measured_through_its_own_process(cpu_profile,
     assert pm.wake_s(cpu, 10.0) == pytest.approx(0.004) and pm.wake_s(cpu, 0.1, lora=True) == pytest.approx(0.008)
 
 
+def _with_beside(text: str, extra_rows: str) -> str:
+    """CPU_PROFILE-like ``text`` with a ``beside`` column (empty on its rows) plus ``extra_rows``."""
+    lines = text.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("kind,"))
+    lines = lines[:head] + [lines[head] + ",beside"] + [ln + "," for ln in lines[head + 1:]]
+    return "\n".join(lines) + "\n" + extra_rows
+
+
+# beside another instance's pool, LoRA: 16 tokens 1 -> 3 ms, 128 tokens 2 -> 20 ms (10 -> 100 ms gap)
+BESIDE_WAKE = ("wake,minilm-l6,CPU,fp32,1,16,1,,,,,1,,,3,,10,1\n"
+               "wake,minilm-l6,CPU,fp32,1,16,1,,,,,3,,,3,,100,1\n"
+               "wake,minilm-l6,CPU,fp32,1,128,1,,,,,2,,,3,,10,1\n"
+               "wake,minilm-l6,CPU,fp32,1,128,1,,,,,20,,,3,,100,1\n")
+
+
+def test_wake_beside_other_pools_reads_its_own_rows_by_gap_and_batch_tokens(tmp_path):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
+    p = tmp_path / "beside.csv"
+    p.write_text(_with_beside(CPU_PROFILE, BESIDE_WAKE))
+    pm = ProfileModel(p)
+    wake = lambda idle, tokens, **kw: pm.wake_s(cpu, idle, lora=True, bb=bb, tokens=tokens, beside=True, **kw)
+    assert wake(0.1, 16) == pytest.approx(0.003) and wake(0.1, 128) == pytest.approx(0.020)
+    assert wake(0.1, 72) == pytest.approx(0.0115)  # halfway in tokens: (3 + 20) / 2 ms
+    assert wake(0.055, 128) == pytest.approx(0.011)  # halfway in the gap: (2 + 20) / 2 ms
+    assert wake(10.0, 1024) == pytest.approx(0.020)  # capped at the largest gap, the nearest shape
+    assert wake(0.1, 4) == pytest.approx(0.003)  # below the smallest shape: its value
+    assert wake(0.005, 128) == pytest.approx(0.001)  # proportional below the first gap
+    # plain instances beside other pools read the LoRA rows measured there (the only ones)
+    assert pm.wake_s(cpu, 0.1, bb=bb, tokens=128, beside=True) == pytest.approx(0.020)
+    # alone in its process (or without bb/tokens): the rows measured alone, shape-free as before
+    assert pm.wake_s(cpu, 0.1, lora=True, bb=bb, tokens=128) == pytest.approx(0.008)
+    assert pm.wake_s(cpu, 10.0) == pytest.approx(0.004)
+    # a profile without beside rows answers beside from the rows measured alone
+    old = ProfileModel(_write(tmp_path / "old.csv", CPU_PROFILE))
+    assert old.wake_s(cpu, 0.1, lora=True, bb=bb, tokens=128, beside=True) == pytest.approx(0.008)
+    # another backbone without rows of its own reads minilm's
+    other = get_backbone("bert-base")
+    assert pm.wake_s(cpu, 0.1, lora=True, bb=other, tokens=128, beside=True) == pytest.approx(0.020)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_wake_rows_are_the_backbones_own_when_several_are_profiled(tmp_path):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    cpu = get_device("CPU")
+    # bert's rows come last in the file; minilm still reads its own (2 and 4 ms), bert 6 ms
+    bert = "".join(ln.replace("minilm-l6", "bert-base") + "\n" for ln in CPU_PROFILE.splitlines()
+                   if ln.startswith("forward,"))
+    p = _write(tmp_path / "two.csv", CPU_PROFILE + bert + "wake,bert-base,CPU,fp32,1,64,,,,,,6,,,3,,100\n")
+    pm = ProfileModel(p)
+    assert pm.wake_s(cpu, 1.0, bb=get_backbone("minilm-l6")) == pytest.approx(0.004)
+    assert pm.wake_s(cpu, 1.0, bb=get_backbone("bert-base")) == pytest.approx(0.006)
+
+
 def test_the_engine_charges_a_slice_its_wake_and_a_shared_process_its_own(tmp_path):
     from fmplex_sim.config import parse_config
     from fmplex_sim.run import prepare, simulate

@@ -130,6 +130,29 @@ def test_cpu_replicas_sharing_a_process_are_slower_even_one_at_a_time(base_raw):
                     arrivals=(0.0,), tasks=(0,)) == [(0.0, 0.011)]
 
 
+class _Waking(LinearLatency):
+    """Wake-up by idle time and by where the instance serves: +1 ms per 16 tokens after 0.1 s
+    idle beside other instances' pools, +1 ms flat alone (in its process) or in a slice."""
+
+    def wake_s(self, dev, idle_s, lora=False, threads=0, bb=None, tokens=0, beside=False):
+        if idle_s < 0.1:
+            return 0.0
+        return 0.001 * tokens / 16 if beside else 0.001
+
+
+def test_cpu_wake_up_beside_other_instances_pools_is_their_own_by_batch_tokens(base_raw):
+    # a's requests at 0 and 0.3 s (16 tokens each): the second finds its thread idle 0.289 s.
+    # The first batch: idle since 0 for 0 s, no wake-up.
+    runs = {name: _cpu_run(base_raw, system, _Waking(), arrivals=(0.0, 0.3, 0.3), tasks=(0, 0, 0))
+            for name, system in (("colocate", "colocate"),
+                                 ("fmplex", {"placement": "fmplex", "scheduler": "fifo"}))}
+    # colocate: a replica in a process holding two -> the rows measured beside other pools:
+    # 2 rows x 16 tokens -> +2 ms over 12 ms
+    assert runs["colocate"] == [(0.0, 0.011), (0.3, 0.314), (0.3, 0.314)]
+    # fmplex: one instance alone in its process -> the rows measured alone: +1 ms
+    assert runs["fmplex"] == [(0.0, 0.011), (0.3, 0.313), (0.3, 0.313)]
+
+
 def test_cpu_fmplex_runs_one_batch_at_a_time_with_no_pipelining(base_raw):
     # one serving thread: r0 alone (0 -> 11 ms); r1 arrives at 1 ms and waits for it
     assert _cpu_run(base_raw, {"placement": "fmplex", "scheduler": "fifo"}, LinearLatency(),

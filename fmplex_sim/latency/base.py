@@ -83,10 +83,12 @@ class LatencyModel(ABC):
         a lognormal factor with median 1. Default: 0 (deterministic)."""
         return 0.0
 
-    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False, threads: int = 0) -> float:
-        """Extra time of a batch on a CPU whose serving thread was idle for ``idle_s``
-        (worker threads gone to sleep, cold caches); ``threads > 0``: on a spatial slice of
-        that many threads, in its own process. Default: 0."""
+    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False, threads: int = 0,
+               bb: BackboneSpec | None = None, tokens: int = 0, beside: bool = False) -> float:
+        """Extra time of a batch of ``tokens`` of ``bb`` on a CPU whose serving thread was idle
+        for ``idle_s`` (worker threads gone to sleep, cold caches); ``threads > 0``: on a
+        spatial slice of that many threads, in its own process; ``beside``: on a thread of a
+        process holding other instances too (every pool throttled). Default: 0."""
         return 0.0
 
     def dispatch_s(self, dev: DeviceSpec) -> float:

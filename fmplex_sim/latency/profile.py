@@ -1,6 +1,6 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1.3)
+Profile CSV format (version 1.4)
 --------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
@@ -52,7 +52,9 @@ kind                required columns                     what median_ms is
                                                          (``n_adapters`` 1: on an instance
                                                          holding LoRA adapters; ``threads``
                                                          n: sent to a slice's process of n
-                                                         threads, round trip included)
+                                                         threads, round trip included;
+                                                         ``beside`` k: with k other instances'
+                                                         thread pools in the process)
 ``dispatch``        (none)                               from a request's arrival at an idle
                                                          instance to its serving thread's pick
                                                          (version 1.3)
@@ -65,7 +67,9 @@ the row was measured with, empty or 0 for all of the device's cores. ``forward``
 rows with a thread count form their own tables; they describe a CPU slice that owns that many
 cores (a process serving on its main thread). ``wake`` rows with a thread count are a slice's.
 Optional column ``rows`` (version 1.2): on ``contention`` rows, the batch of each concurrent
-forward (with ``seq_len``, the shape they were measured at).
+forward (with ``seq_len``, the shape they were measured at). Optional column ``beside``
+(version 1.4): on ``wake`` rows, how many other instances' idle thread pools the process
+held while they were measured (0 or empty: none).
 
 ``forward`` and ``decode`` rows of one (backbone, device, threads) must form a full grid: every
 (batch, seq_len) pair of the measured batch values x measured seq_len values, each once.
@@ -102,10 +106,14 @@ How :class:`ProfileModel` answers:
   median from a lognormal whose 90th percentile matches the ``forward`` rows' (median over
   the grid of ``ln(p90/median) / 1.2816``), from the run's seeded generator.
 * wake_s: the ``wake`` rows (extra ms of a batch after ``gap_ms`` of idleness) piecewise
-  linear in the gap, capped at the largest; proportional below the smallest gap; without
-  rows, 0. The engine adds it on CPU devices to every batch, by how long its serving thread
-  was idle: rows without ``threads`` for a thread of a shared process, rows with ``threads =
-  n`` for a spatial slice of ``n`` cores (its own process; no such rows: 0).
+  linear in the gap, capped at the largest; proportional below the smallest gap; then
+  piecewise linear in the batch's tokens (rows x seq_len) between the shapes measured, the
+  nearest shape's value outside them; without rows, 0. The backbone's own rows when it has
+  some, else another's on the device. The engine adds it on CPU devices to every batch, by
+  how long its serving thread was idle: rows without ``threads`` for a thread of a shared
+  process (those with ``beside`` when the process holds other instances and there are such
+  rows), rows with ``threads = n`` for a spatial slice of ``n`` cores (its own process; no
+  such rows: 0).
 * dispatch_s: the median of the device's ``dispatch`` rows (several when profiles are
   merged); without rows, the fallback's (0). The engine picks a batch for an idle instance this
   long after the arrival that wakes it, so requests arriving meanwhile join that batch.
@@ -147,12 +155,12 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.4"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
-OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows")  # threads, gap_ms since format 1.1; rows 1.2
+OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4
 _INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads",
-         "rows")
+         "rows", "beside")
 _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "forward": ("batch", "seq_len"),
     "decode": ("batch", "seq_len"),
@@ -195,6 +203,7 @@ class ProfileRow:
     threads: int = 0  # CPU threads it was measured with; 0: all of the device's cores
     gap_ms: float = 0.0  # wake rows: how long the serving thread had been idle
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
+    beside: int = 0  # wake rows: other instances' thread pools in the process when measured
 
 
 def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
@@ -517,7 +526,8 @@ class ProfileModel(LatencyModel):
         self._contention_shape: dict[str, tuple[str, int, int]] = {}  # dev -> (backbone, rows, seq)
         self._contention_for: dict[tuple, float] = {}  # contention_for's answers, by its arguments
         self._throttle: dict[tuple[str, str], tuple] = {}
-        self._wake: dict[str, tuple] = {}
+        # (backbone, device, lora, threads, beside) -> ((tokens, gap curve), ...) by tokens
+        self._wake: dict[tuple, tuple] = {}
         self._dispatch: dict[str, float] = {}  # device -> seconds
         self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
@@ -547,12 +557,12 @@ class ProfileModel(LatencyModel):
             elif kind == "throttle":
                 self._throttle[(bb, dev)] = _curve((r.batch * r.seq_len, r.median_ms) for r in rs)
             elif kind == "wake":
-                for lora in (0, 1):
-                    for n in sorted({r.threads for r in rs}):
-                        pts = [(r.gap_ms, r.median_ms) for r in rs
-                               if bool(r.n_adapters) == bool(lora) and r.threads == n]
-                        if pts:
-                            self._wake[(dev, lora, n)] = _curve(pts)
+                tables: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+                for r in rs:
+                    key = (bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))
+                    tables[key][r.batch * r.seq_len].append((r.gap_ms, r.median_ms))
+                for key, by_tokens in tables.items():
+                    self._wake[key] = tuple((n, _curve(pts)) for n, pts in sorted(by_tokens.items()))
             elif kind == "dispatch":
                 self._dispatch[dev] = statistics.median(r.median_ms for r in rs) / 1000.0
             else:
@@ -597,7 +607,7 @@ class ProfileModel(LatencyModel):
         if kind == "contention":
             return dev in self._contention
         if kind == "wake":
-            return any(key[0] == dev for key in self._wake)
+            return any(key[1] == dev for key in self._wake)
         if kind == "dispatch":
             return dev in self._dispatch
         if kind in ("load_backbone", "load_extension"):
@@ -788,20 +798,50 @@ class ProfileModel(LatencyModel):
             self._sigma[key] = xs[len(xs) // 2] if xs else 0.0
         return self._sigma[key]
 
-    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False, threads: int = 0) -> float:
-        """Extra time of a batch whose serving thread had been idle ``idle_s``: the ``wake``
-        rows (those with ``n_adapters`` for an instance holding LoRA adapters), piecewise
-        linear in the gap (proportional below the first gap), else 0. ``threads > 0``: a
-        spatial slice of that many threads, read from the rows with that ``threads`` (measured
-        through a slice's own process); without such rows, 0."""
-        curve = self._wake.get((dev.name, int(lora), threads)) or self._wake.get((dev.name, 0, threads))
-        if curve is None or idle_s <= 0:
+    def wake_s(self, dev: DeviceSpec, idle_s: float, lora: bool = False, threads: int = 0,
+               bb: BackboneSpec | None = None, tokens: int = 0, beside: bool = False) -> float:
+        """Extra time of a batch of ``tokens`` (rows x seq_len) of ``bb`` whose serving thread
+        had been idle ``idle_s``: the ``wake`` rows (those with ``n_adapters`` for an instance
+        holding LoRA adapters), piecewise linear in the gap (proportional below the first gap,
+        capped at the largest), then in the tokens between the shapes measured (the nearest
+        one's outside them), else 0. ``threads > 0``: a spatial slice of that many threads,
+        read from the rows with that ``threads`` (measured through a slice's own process);
+        without such rows, 0. ``beside``: a thread of a process holding other instances (their
+        pools throttled), read from the rows with ``beside`` when there are some. Rows of
+        ``bb`` first, else another backbone's on the device."""
+        if idle_s <= 0:
             return 0.0
-        xs, ys = curve
+        table = self._wake_table(dev.name, bb.name if bb is not None else None, int(lora), threads, beside)
+        if table is None:
+            return 0.0
         gap_ms = idle_s * 1000.0
-        if gap_ms < xs[0]:
-            return ys[0] * gap_ms / xs[0] / 1000.0
-        return min(_interp1(xs, ys, gap_ms), max(ys)) / 1000.0
+
+        def at(curve: tuple) -> float:
+            xs, ys = curve
+            if gap_ms < xs[0]:
+                return ys[0] * gap_ms / xs[0]
+            return min(_interp1(xs, ys, gap_ms), max(ys))
+
+        ns = [n for n, _ in table]
+        i = bisect.bisect_left(ns, tokens)
+        if i == 0 or i == len(ns):
+            return at(table[min(i, len(ns) - 1)][1]) / 1000.0
+        (n0, c0), (n1, c1) = table[i - 1], table[i]
+        w = (tokens - n0) / (n1 - n0)
+        return ((1 - w) * at(c0) + w * at(c1)) / 1000.0
+
+    def _wake_table(self, dev: str, bb: str | None, lora: int, threads: int, beside: bool) -> tuple | None:
+        """The wake table for this instance: its own backbone's rows before any other's on the
+        device; with ``beside``, rows measured beside other pools before those measured alone;
+        rows of its kind (LoRA or not) before the others."""
+        backbones = ([bb] if bb is not None else []) + sorted({k[0] for k in self._wake if k[1] == dev} - {bb})
+        for b in (1, 0) if beside else (0,):
+            for name in backbones:
+                for lo in dict.fromkeys((lora, 0, 1) if b else (lora, 0)):
+                    table = self._wake.get((name, dev, lo, threads, b))
+                    if table is not None:
+                        return table
+        return None
 
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """The median of the device's ``dispatch`` rows, or the fallback's."""
