@@ -13,7 +13,9 @@ So the harness keeps the main thread free of OpenMP pools: models are built, and
 measured, on short-lived threads (:func:`off_main`), and each instance serves on a thread of
 its own. One instance per process then runs unthrottled, as a profile measures it; several
 co-located replicas in one process (``colocate``, or one ``fmplex`` backbone per model on a
-host) run throttled, and the profiler measures that condition as ``contention`` rows.
+host) run throttled, and the profiler measures that condition: ``contention`` and ``throttle``
+rows, and ``wake`` rows with ``beside`` (after an idle gap a throttled instance's batch runs far
+slower than one alone in its process, the more so the longer the batch).
 """
 
 from __future__ import annotations

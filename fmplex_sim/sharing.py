@@ -12,7 +12,9 @@ does on it:
   cores, else ``k``). A process holding several replicas also makes each of their
   batches longer even when it runs alone (every replica's thread pool stays throttled, see
   ``fmplex_exec.threads``): the engine adds the latency model's ``pool_throttle_s`` (by the
-  batch's tokens) when ``members > 1``; a process holding one instance does not.
+  batch's tokens) when ``members > 1``, and reads its wake-up after an idle gap from the rows
+  measured beside other pools (``wake_s(..., beside=True)``); a process holding one instance
+  does neither.
 * ``spatial`` runs one process per slice, pinned to the cores :func:`slice_cores` gives it
   (as many threads as cores). Slices pinned to the same cores time-share them the same way
   (the operating system's fair scheduler; ``k`` processes on one core each get ``1/k``).
