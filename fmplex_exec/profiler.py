@@ -628,23 +628,28 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
     same batch run again right after it, so the host's speed drifting over the series cancels."""
     import random
 
-    from fmplex_exec.vfm import ExecRequest
-
     b, s = shape
     s = bb.spec.default_input_len if _is_vision(bb) else s
     rng = random.Random(0)
     fms = {0: _harness_fm(bb, [_task("plain", bb)]), 1: lora_fm}
     rows = []
-    n = max(repeats, 20)
     for lora, fm in fms.items():
-        reqs = [ExecRequest("plain", s)] * b
+        rows += _wake_gap_rows(fm, common, b, s, gaps_ms, gate, max(repeats, 20), rng, say,
+                               "LoRA" if lora else "plain", n_adapters=lora or None)
+    return rows
 
-        for gap in gaps_ms:
-            extra = gate.run(lambda: _wake_pairs(lambda: fm.run_batch(reqs), gap, n, rng))
-            rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap,
-                             n_adapters=lora or None, **summarize(extra)))
-            say(f"wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}): "
-                f"+{rows[-1]['median_ms']:.3f} ms")
+
+def _wake_gap_rows(fm, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) -> list[dict]:
+    """One ``wake`` row per gap of ``gaps_ms``: :func:`_wake_pairs` of a batch of ``b`` x ``s``
+    through ``fm.run_batch``; ``cols`` are the rows' own columns (``n_adapters``, ``beside``)."""
+    from fmplex_exec.vfm import ExecRequest
+
+    reqs = [ExecRequest("plain", s)] * b
+    rows = []
+    for gap in gaps_ms:
+        extra = gate.run(lambda: _wake_pairs(lambda: fm.run_batch(reqs), gap, n, rng))
+        rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, **cols, **summarize(extra)))
+        say(f"wake after ~{gap} ms idle ({label}, batch {b} x {s}): +{rows[-1]['median_ms']:.3f} ms")
     return rows
 
 
@@ -676,13 +681,8 @@ def _beside_wake_rows(bb, lora_fm, common, gaps_ms, shapes, gate, repeats, say) 
     rows = []
     try:
         for b, s in dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes):
-            reqs = [ExecRequest("plain", s)] * b
-            for gap in gaps_ms:
-                extra = gate.run(lambda: _wake_pairs(lambda: lora_fm.run_batch(reqs), gap, n, rng))
-                rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, n_adapters=1,
-                                 beside=1, **summarize(extra)))
-                say(f"wake after ~{gap} ms idle beside another pool (LoRA, batch {b} x {s}): "
-                    f"+{rows[-1]['median_ms']:.3f} ms")
+            rows += _wake_gap_rows(lora_fm, common, b, s, gaps_ms, gate, n, rng, say,
+                                   "LoRA, beside another pool", n_adapters=1, beside=1)
     finally:
         release.set()
         other.join()

@@ -526,8 +526,9 @@ class ProfileModel(LatencyModel):
         self._contention_shape: dict[str, tuple[str, int, int]] = {}  # dev -> (backbone, rows, seq)
         self._contention_for: dict[tuple, float] = {}  # contention_for's answers, by its arguments
         self._throttle: dict[tuple[str, str], tuple] = {}
-        # (backbone, device, lora, threads, beside) -> ((tokens, gap curve), ...) by tokens
+        # (backbone, device, lora, threads, beside) -> (tokens, gap curves), both by tokens
         self._wake: dict[tuple, tuple] = {}
+        self._wake_pick: dict[tuple, tuple | None] = {}  # _wake_table's answers, by its arguments
         self._dispatch: dict[str, float] = {}  # device -> seconds
         self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
@@ -562,7 +563,8 @@ class ProfileModel(LatencyModel):
                     key = (bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))
                     tables[key][r.batch * r.seq_len].append((r.gap_ms, r.median_ms))
                 for key, by_tokens in tables.items():
-                    self._wake[key] = tuple((n, _curve(pts)) for n, pts in sorted(by_tokens.items()))
+                    ns = tuple(sorted(by_tokens))
+                    self._wake[key] = (ns, tuple(_curve(by_tokens[n]) for n in ns))
             elif kind == "dispatch":
                 self._dispatch[dev] = statistics.median(r.median_ms for r in rs) / 1000.0
             else:
@@ -822,26 +824,25 @@ class ProfileModel(LatencyModel):
                 return ys[0] * gap_ms / xs[0]
             return min(_interp1(xs, ys, gap_ms), max(ys))
 
-        ns = [n for n, _ in table]
+        ns, curves = table
         i = bisect.bisect_left(ns, tokens)
         if i == 0 or i == len(ns):
-            return at(table[min(i, len(ns) - 1)][1]) / 1000.0
-        (n0, c0), (n1, c1) = table[i - 1], table[i]
-        w = (tokens - n0) / (n1 - n0)
-        return ((1 - w) * at(c0) + w * at(c1)) / 1000.0
+            return at(curves[min(i, len(ns) - 1)]) / 1000.0
+        w = (tokens - ns[i - 1]) / (ns[i] - ns[i - 1])
+        return ((1 - w) * at(curves[i - 1]) + w * at(curves[i])) / 1000.0
 
     def _wake_table(self, dev: str, bb: str | None, lora: int, threads: int, beside: bool) -> tuple | None:
         """The wake table for this instance: its own backbone's rows before any other's on the
         device; with ``beside``, rows measured beside other pools before those measured alone;
-        rows of its kind (LoRA or not) before the others."""
-        backbones = ([bb] if bb is not None else []) + sorted({k[0] for k in self._wake if k[1] == dev} - {bb})
-        for b in (1, 0) if beside else (0,):
-            for name in backbones:
-                for lo in dict.fromkeys((lora, 0, 1) if b else (lora, 0)):
-                    table = self._wake.get((name, dev, lo, threads, b))
-                    if table is not None:
-                        return table
-        return None
+        rows of its kind (LoRA or not) before the others. Chosen once per argument set (the
+        engine asks for every batch)."""
+        args = (dev, bb, lora, threads, beside)
+        if args not in self._wake_pick:
+            backbones = ([bb] if bb is not None else []) + sorted({k[0] for k in self._wake if k[1] == dev} - {bb})
+            candidates = ((name, dev, lo, threads, b) for b in ((1, 0) if beside else (0,)) for name in backbones
+                          for lo in dict.fromkeys((lora, 0, 1) if b else (lora, 0)))
+            self._wake_pick[args] = next((self._wake[k] for k in candidates if k in self._wake), None)
+        return self._wake_pick[args]
 
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """The median of the device's ``dispatch`` rows, or the fallback's."""
