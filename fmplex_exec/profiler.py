@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import math
 import os
 import platform
 import shlex
@@ -79,6 +80,11 @@ LORA_TARGETS = ("q", "v")  # the simulator's default LoRA targets (ExtensionSpec
 #: over this many passes through all of them, so every point samples the host over the same
 #: minutes rather than one short spell that may be unusually fast or slow.
 SWEEPS = 3
+#: ``throttle`` rows take twice as many series: what a batch pays beside an idle pool moves
+#: between consecutive series in one process far more than within one (on the 2-core machine
+#: at 1 x 128, eight series' means of 0.0 to 22.1 ms: experiments/validation/throttle_series.py),
+#: so the row is the mean over more of them.
+THROTTLE_SWEEPS = 6
 
 
 def _swept(points, measure: Callable[[object, int], list[float]], sweeps: int = SWEEPS) -> dict:
@@ -110,23 +116,40 @@ def _percentile(sorted_xs: Sequence[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
-def summarize(samples_ms: Iterable[float]) -> dict:
-    """``median_ms``, ``p10_ms``, ``p90_ms`` and ``repeats`` of timed samples (ms)."""
+def summarize(samples_ms: Iterable[float], *, extra_cost: bool = False) -> dict:
+    """``median_ms``, ``p10_ms``, ``p90_ms`` and ``repeats`` of timed samples (ms).
+
+    ``extra_cost``: the samples are differences (a batch in some condition minus the same
+    batch without it) that may come out negative by noise; the percentiles are then clamped
+    at 0, and ``mean_ms`` is added, the mean of the unclamped samples clamped at 0 (clamping
+    each sample first would bias it upwards by the noise). Such a cost is paid by some
+    batches and not others, and how often moves with the host's state from one series to the
+    next (``experiments/validation/throttle_series.py``), so the median of a few series jumps
+    between 0 and the full cost; the mean is the expected cost per batch, the quantity the
+    simulator adds."""
     xs = sorted(samples_ms)
     if not xs:
         raise ValueError("no samples")
-    return {"median_ms": round(_percentile(xs, 50), 6), "p10_ms": round(_percentile(xs, 10), 6),
-            "p90_ms": round(_percentile(xs, 90), 6), "repeats": len(xs)}
+    lo = 0.0 if extra_cost else -math.inf
+
+    def q(p: float) -> float:
+        return round(max(lo, _percentile(xs, p)), 6)
+
+    out = {"median_ms": q(50), "p10_ms": q(10), "p90_ms": q(90), "repeats": len(xs)}
+    if extra_cost:
+        out["mean_ms"] = round(max(0.0, math.fsum(xs) / len(xs)), 6)
+    return out
 
 
 #: The measured values of a profile row; every other column identifies the row.
-MEASURED = ("median_ms", "p10_ms", "p90_ms", "repeats")
+MEASURED = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "repeats")
 
 
 def merge_rows(profiles: Sequence[Sequence[dict]]) -> list[dict]:
     """One profile from several measured on the same grid (``fmplex-exec validate --rounds``):
     each row's ``median_ms``, ``p10_ms`` and ``p90_ms`` are the medians of its values across the
-    profiles (the mean of two), ``repeats`` their sum. Order statistics are monotone, so
+    profiles (the mean of two), ``mean_ms`` the mean of theirs weighted by ``repeats`` (the mean
+    of all the samples), ``repeats`` their sum. Order statistics are monotone, so
     ``p10 <= median <= p90`` holds in the merge as in every input. Rows are matched by all their
     other columns, in the first profile's order; rows alike in all of them (``overhead`` rows of
     two backbones, both ``*``) are matched by occurrence. A row missing from any profile is an
@@ -155,6 +178,10 @@ def merge_rows(profiles: Sequence[Sequence[dict]]) -> list[dict]:
         for col in ("median_ms", "p10_ms", "p90_ms"):
             vals = [index[key].get(col) for index in indexes]
             merged[col] = None if any(v is None for v in vals) else round(float(statistics.median(vals)), 6)
+        if row.get("mean_ms") is not None:  # the mean of all the samples: weighted by repeats
+            means = [(index[key].get("mean_ms"), int(index[key].get("repeats") or 1)) for index in indexes]
+            merged["mean_ms"] = None if any(m is None for m, _ in means) else round(
+                math.fsum(m * n for m, n in means) / sum(n for _, n in means), 6)
         merged["repeats"] = sum(int(index[key].get("repeats") or 0) for index in indexes) or None
         out.append(merged)
     return out
@@ -648,7 +675,8 @@ def _wake_gap_rows(fm, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) 
     rows = []
     for gap in gaps_ms:
         extra = gate.run(lambda: _wake_pairs(lambda: fm.run_batch(reqs), gap, n, rng))
-        rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, **cols, **summarize(extra)))
+        rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, **cols,
+                         **summarize(extra, extra_cost=True)))
         say(f"wake after ~{gap} ms idle ({label}, batch {b} x {s}): +{rows[-1]['median_ms']:.3f} ms")
     return rows
 
@@ -691,7 +719,8 @@ def _beside_wake_rows(bb, lora_fm, common, gaps_ms, shapes, gate, repeats, say) 
 
 def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng) -> list[float]:
     """``n`` pairs: ``run()`` after an idle gap (exponential, mean ``gap_ms``) minus ``run()``
-    right after it, in ms, clamped at 0; two untimed runs first."""
+    right after it, in ms (negative by noise at times: ``summarize(extra_cost=True)`` clamps);
+    two untimed runs first."""
     def timed() -> float:
         t0 = time.perf_counter()
         run()
@@ -703,7 +732,7 @@ def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng) -> list[f
     for _ in range(n):
         time.sleep(rng.expovariate(1000.0 / gap_ms))
         cold = timed()
-        out.append(max(0.0, cold - timed()))
+        out.append(cold - timed())
     return out
 
 
@@ -738,7 +767,7 @@ def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype
             for gap in gaps_ms:
                 extra = gate.run(lambda: _wake_pairs(lambda: ex(batch), gap, n, rng))
                 rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, threads=threads,
-                                 n_adapters=lora or None, **summarize(extra)))
+                                 n_adapters=lora or None, **summarize(extra, extra_cost=True)))
                 say(f"slice wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}, "
                     f"{threads} thread(s), own process): +{rows[-1]['median_ms']:.3f} ms")
         finally:
@@ -820,12 +849,12 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
         b, s = pt
         reqs = [ExecRequest("plain", s)] * b
         base = sorted(gate.run(lambda: series(reqs)))[n // 2]  # alone, in this sweep
-        return [max(0.0, v - base) for v in gate.run(lambda: beside(reqs))]
+        return [v - base for v in gate.run(lambda: beside(reqs))]
 
     points = dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes)
     rows = []
-    for (b, s), xs in _swept(points, extra).items():
-        rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(xs)))
+    for (b, s), xs in _swept(points, extra, THROTTLE_SWEEPS).items():
+        rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(xs, extra_cost=True)))
         say(f"throttle b={b} s={s}: +{rows[-1]['median_ms']:.3f} ms beside another replica's pool")
     return rows
 

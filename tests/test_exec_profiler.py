@@ -54,6 +54,16 @@ def test_summarize_orders_percentiles():
     assert summarize([2.0]) == {"median_ms": 2.0, "p10_ms": 2.0, "p90_ms": 2.0, "repeats": 1}
 
 
+def test_summarize_an_extra_cost_clamps_its_percentiles_and_keeps_the_unclamped_mean():
+    # differences that noise makes negative at times: a wake-up paid by two batches of five
+    s = summarize([-2.0, -1.0, 0.0, 20.0, 10.0], extra_cost=True)
+    assert s == {"median_ms": 0.0, "p10_ms": 0.0, "p90_ms": 16.0, "mean_ms": 5.4, "repeats": 5}
+    # clamping each sample first would give 6.0: the noise's share is not charged
+    assert summarize([max(0.0, x) for x in (-2.0, -1.0, 0.0, 20.0, 10.0)], extra_cost=True)["mean_ms"] == 6.0
+    assert summarize([-3.0, -1.0], extra_cost=True)["mean_ms"] == 0.0  # never negative
+    assert "mean_ms" not in summarize([-3.0, -1.0])  # plain timings: as before, unclamped
+
+
 def test_profile_has_provenance_and_every_measured_kind(profile_csv):
     text = profile_csv.read_text()
     comments = [line for line in text.splitlines() if line.startswith("#")]
@@ -88,17 +98,21 @@ def test_profile_model_reads_measured_medians(profile_csv):
     slice_wake = [r for r in rows if r.kind == "wake" and r.threads == 1]
     assert sorted((r.n_adapters, r.gap_ms) for r in slice_wake) == [(0, g) for g in QUICK["wake_gaps_ms"]] + [
         (1, g) for g in QUICK["wake_gaps_ms"]]
-    assert pm.wake_s(cpu, 1.0, threads=1) == pytest.approx(
-        max(r.median_ms for r in slice_wake if not r.n_adapters) / 1000.0)
     # the contention rows record the shape they were measured at
     assert {(r.rows, r.seq_len) for r in rows if r.kind == "contention"} == {QUICK["contention_shape"]}
-    throttle = {(r.batch, r.seq_len): r.median_ms for r in rows if r.kind == "throttle"}
+    # throttle and wake rows are costs a batch pays or not: they carry their samples' mean,
+    # and the model charges it (format 1.5)
+    assert all(r.mean_ms is not None for r in rows if r.kind in ("throttle", "wake"))
+    assert all(r.mean_ms is None for r in rows if r.kind not in ("throttle", "wake"))
+    assert pm.wake_s(cpu, 1.0, threads=1) == pytest.approx(
+        max(r.mean_ms for r in slice_wake if not r.n_adapters) / 1000.0)
+    throttle = {(r.batch, r.seq_len): r.mean_ms for r in rows if r.kind == "throttle"}
     assert set(throttle) == set(QUICK["throttle_shapes"])
     for (b, s), ms in throttle.items():
         assert pm.pool_throttle_s(bb, cpu, b, s) == pytest.approx(ms / 1000.0)
     # wake-ups beside another instance's pool: on the LoRA instance, at every throttle shape and
     # gap; the engine reads them for a thread of a process holding several instances
-    beside = {(r.batch, r.seq_len, r.gap_ms): r.median_ms for r in rows if r.kind == "wake" and r.beside}
+    beside = {(r.batch, r.seq_len, r.gap_ms): r.mean_ms for r in rows if r.kind == "wake" and r.beside}
     assert set(beside) == {(b, s, g) for b, s in QUICK["throttle_shapes"] for g in QUICK["wake_gaps_ms"]}
     assert all(r.n_adapters == 1 and r.beside == 1 for r in rows if r.kind == "wake" and r.beside)
     for (b, s, g), ms in beside.items():
@@ -216,6 +230,12 @@ def test_profiles_of_several_rounds_merge_row_by_row_into_their_medians():
     assert wake["p10_ms"] <= wake["median_ms"] <= wake["p90_ms"]
     assert merge_rows(rounds[:2])[0]["median_ms"] == 12.0  # two rounds: their mean
     assert merge_rows(rounds[:1]) == rounds[0]
+    # an extra cost's mean is the mean of all the samples: the rounds' means by their repeats
+    costs = [[dict(row("throttle", 0.0, 0.0, 9.0, n, batch=1, seq_len=16), mean_ms=m)]
+             for m, n in ((2.0, 12), (8.0, 36))]
+    (merged,) = merge_rows(costs)
+    assert merged["mean_ms"] == pytest.approx(6.5) and merged["repeats"] == 48
+    assert "mean_ms" not in fwd  # rows measured without one have none
     # two backbones' profiles in one file repeat their '*' overhead rows: matched in order
     over = [[row("overhead", m, m, m, 3, batch=1) for m in ms] for ms in ((1.0, 5.0), (3.0, 7.0))]
     for r in (*over[0], *over[1]):

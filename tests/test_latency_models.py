@@ -489,6 +489,35 @@ def test_cpu_pool_throttle_is_piecewise_linear_in_the_batch_tokens(tmp_path):
     assert pm.contention(cpu, 2) == pytest.approx(1.5)  # unchanged by throttle rows
 
 
+def test_throttle_and_wake_rows_charge_their_mean_where_they_give_one(tmp_path):
+    """Format 1.5: a cost paid by some batches and not others (median 0, mean 6 ms) is charged
+    at its mean; rows without ``mean_ms`` (older profiles) at their median."""
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
+    base = _with_beside(CPU_PROFILE, "").rstrip("\n").splitlines()
+    head = next(i for i, ln in enumerate(base) if ln.startswith("kind,"))
+    base = base[:head] + [base[head] + ",mean_ms"] + [ln + "," for ln in base[head + 1:]]
+    rows = ["throttle,minilm-l6,CPU,fp32,1,16,,,,,,0,0,20,24,,,,6",
+            "throttle,minilm-l6,CPU,fp32,1,64,,,,,,4,0,30,24,,,,",  # no mean: the median
+            "wake,minilm-l6,CPU,fp32,1,16,1,,,,,0,0,25,40,,200,1,9"]
+    pm = ProfileModel(_write(tmp_path / "mean.csv", "\n".join(base + rows) + "\n"))
+    assert pm.pool_throttle_s(bb, cpu, 1, 16) == pytest.approx(0.006)
+    assert pm.pool_throttle_s(bb, cpu, 1, 64) == pytest.approx(0.004)
+    assert pm.wake_s(cpu, 1.0, lora=True, bb=bb, tokens=16, beside=True) == pytest.approx(0.009)
+    # a bad mean is refused, naming the file, the line and the column
+    for bad, what in (("x", "bad number 'x' in column mean_ms"), ("-1", "mean_ms must be"),
+                      ("nan", "mean_ms must be")):
+        p = _write(tmp_path / "bad.csv", "\n".join(base + [rows[0][:-1] + bad]) + "\n")
+        with pytest.raises(ValueError, match=f"bad.csv:{len(base) + 1}: {what}"):
+            read_profile(p)
+    # written back, the column survives a round trip
+    out = tmp_path / "back.csv"
+    write_profile(out, [dict(kind="throttle", backbone="minilm-l6", device="CPU", dtype="fp32", batch=1,
+                             seq_len=16, median_ms=0.0, mean_ms=6.0, repeats=24)])
+    assert read_profile(out)[0].mean_ms == 6.0
+
+
 def test_without_throttle_rows_there_is_no_pool_throttle(cpu_profile):
     from fmplex_sim.catalog import get_backbone, get_device
 

@@ -1,6 +1,6 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1.4)
+Profile CSV format (version 1.5)
 --------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
@@ -69,7 +69,12 @@ cores (a process serving on its main thread). ``wake`` rows with a thread count 
 Optional column ``rows`` (version 1.2): on ``contention`` rows, the batch of each concurrent
 forward (with ``seq_len``, the shape they were measured at). Optional column ``beside``
 (version 1.4): on ``wake`` rows, how many other instances' idle thread pools the process
-held while they were measured (0 or empty: none).
+held while they were measured (0 or empty: none). Optional column ``mean_ms`` (version 1.5):
+on ``throttle`` and ``wake`` rows, the mean extra time over all samples (finite, >= 0; not
+ordered against the percentiles). These costs are paid by some batches and not others, and
+how often moves with the host's state from one series of batches to the next, so their median
+over a few series jumps between 0 and the full cost; the mean is the expected cost per batch.
+The model reads ``mean_ms`` where a row has it, else ``median_ms``.
 
 ``forward`` and ``decode`` rows of one (backbone, device, threads) must form a full grid: every
 (batch, seq_len) pair of the measured batch values x measured seq_len values, each once.
@@ -99,13 +104,14 @@ How :class:`ProfileModel` answers:
   contention_for (one batch's shape among ``k``): that, times the shape's speedup from
   ``n = cores // k`` threads to all cores (``forward`` grids) over the measured shape's
   (rows of version 1.2 record it); without the grids or the shape, contention as is.
-* pool_throttle_s: the backbone's ``throttle`` rows, piecewise linear in the batch's tokens
+* pool_throttle_s: the backbone's ``throttle`` rows (``mean_ms`` where given), piecewise linear in the batch's tokens
   (batch x seq_len; edge value below, last slope above); without rows, 0. The engine adds it
   on CPU devices to each batch of an instance whose process holds several instances.
 * jitter_sigma: on CPU hosts the engine draws each batch's service time around the model's
   median from a lognormal whose 90th percentile matches the ``forward`` rows' (median over
   the grid of ``ln(p90/median) / 1.2816``), from the run's seeded generator.
-* wake_s: the ``wake`` rows (extra ms of a batch after ``gap_ms`` of idleness) piecewise
+* wake_s: the ``wake`` rows (extra ms of a batch after ``gap_ms`` of idleness; ``mean_ms``
+  where given) piecewise
   linear in the gap, capped at the largest; proportional below the smallest gap; then
   piecewise linear in the batch's tokens (rows x seq_len) between the shapes measured, the
   nearest shape's value outside them; without rows, 0. The backbone's own rows when it has
@@ -155,10 +161,10 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.4"
+FORMAT_VERSION = "1.5"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
-OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4
+OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside", "mean_ms")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4; mean_ms: 1.5
 _INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads",
          "rows", "beside")
 _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -204,6 +210,13 @@ class ProfileRow:
     gap_ms: float = 0.0  # wake rows: how long the serving thread had been idle
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
     beside: int = 0  # wake rows: other instances' thread pools in the process when measured
+    mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5)
+
+    @property
+    def expected_ms(self) -> float:
+        """The mean where the row gives one (``throttle``, ``wake``: costs a batch pays or
+        not), else the median."""
+        return self.median_ms if self.mean_ms is None else self.mean_ms
 
 
 def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
@@ -250,6 +263,15 @@ def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
         if v < 0:
             raise bad(f"negative latency {col}={s}")
         lat[col] = v
+    mean = cells.get("mean_ms", "").strip()
+    mean_ms: float | None = None
+    if mean:
+        try:
+            mean_ms = float(mean)
+        except ValueError:
+            raise bad(f"bad number {mean!r} in column mean_ms") from None
+        if not math.isfinite(mean_ms) or mean_ms < 0:
+            raise bad(f"mean_ms must be finite and >= 0, got {mean}")
     gap = cells.get("gap_ms", "").strip()
     try:
         gap_ms = float(gap) if gap else 0.0
@@ -261,7 +283,7 @@ def _parse_row(cells: Mapping[str, str], path: object, line: int) -> ProfileRow:
     if (p10 is not None and p10 > med) or (p90 is not None and p90 < med):
         raise bad(f"percentiles out of order: p10_ms={p10} median_ms={med} p90_ms={p90}")
     return ProfileRow(kind, backbone, device, cells["dtype"].strip(), median_ms=med,
-                      p10_ms=p10, p90_ms=p90, line=line, gap_ms=gap_ms, **ints)
+                      p10_ms=p10, p90_ms=p90, line=line, gap_ms=gap_ms, mean_ms=mean_ms, **ints)
 
 
 def _check_version(version: str, path: object, line: int) -> None:
@@ -556,12 +578,12 @@ class ProfileModel(LatencyModel):
                 else:
                     self._contention_shape.pop(dev, None)
             elif kind == "throttle":
-                self._throttle[(bb, dev)] = _curve((r.batch * r.seq_len, r.median_ms) for r in rs)
+                self._throttle[(bb, dev)] = _curve((r.batch * r.seq_len, r.expected_ms) for r in rs)
             elif kind == "wake":
                 tables: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
                 for r in rs:
                     key = (bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))
-                    tables[key][r.batch * r.seq_len].append((r.gap_ms, r.median_ms))
+                    tables[key][r.batch * r.seq_len].append((r.gap_ms, r.expected_ms))
                 for key, by_tokens in tables.items():
                     ns = tuple(sorted(by_tokens))
                     self._wake[key] = (ns, tuple(_curve(by_tokens[n]) for n in ns))
