@@ -62,29 +62,33 @@ def _errors(real: dict, sim: dict) -> dict:
     return err
 
 
-def compare_runs(real: Records | Sequence[Records], sim: Records, tasks: Sequence[TaskSpec],
-                 duration_s: float) -> dict:
+def compare_runs(real: Records | Sequence[Records], sim: Records | Sequence[Records],
+                 tasks: Sequence[TaskSpec], duration_s: float) -> dict:
     """``{"overall": {...}, "tasks": {name: {...}}}``, each with ``real``, ``sim`` and errors.
 
     ``real`` is one replay of the simulated request stream, or several (rounds): their requests
     are pooled. With two or more, ``rounds`` lists each replay's overall statistics and
     ``round_spread`` how far they lie apart (``max / min - 1`` of mean, p50 and p99): the
     host's own replay-to-replay variation, the floor under any simulator's error there.
+    ``sim`` is one simulation, or several of the same stream (say one per round's profile),
+    pooled the same way.
     """
     rounds = [real] if isinstance(real, Records) else list(real)
-    if not rounds:
-        raise ValueError("no real replay to compare")
-    for rec in rounds:
-        if rec.task.shape != sim.task.shape or not np.array_equal(rec.task, sim.task):
+    sims = [sim] if isinstance(sim, Records) else list(sim)
+    if not rounds or not sims:
+        raise ValueError("no real replay to compare" if not rounds else "no simulation to compare")
+    first = sims[0]
+    for rec in rounds + sims[1:]:
+        if rec.task.shape != first.task.shape or not np.array_equal(rec.task, first.task):
             raise ValueError("real and simulated runs do not share one request stream")
     spec = {t.name: t for t in tasks}
-    slo = np.array([spec[n].slo_ms for n in sim.tasks])[sim.task] if len(sim.task) else np.empty(0)
-    everything = np.arange(sim.task.shape[0])
-    overall_r, overall_s = _side(rounds, everything, slo, duration_s), _side([sim], everything, slo, duration_s)
+    slo = np.array([spec[n].slo_ms for n in first.tasks])[first.task] if len(first.task) else np.empty(0)
+    everything = np.arange(first.task.shape[0])
+    overall_r, overall_s = _side(rounds, everything, slo, duration_s), _side(sims, everything, slo, duration_s)
     out = {"overall": {"real": overall_r, "sim": overall_s, **_errors(overall_r, overall_s)}, "tasks": {}}
-    for k, name in enumerate(sim.tasks):
-        idx = np.flatnonzero(sim.task == k)
-        r, s = _side(rounds, idx, slo, duration_s), _side([sim], idx, slo, duration_s)
+    for k, name in enumerate(first.tasks):
+        idx = np.flatnonzero(first.task == k)
+        r, s = _side(rounds, idx, slo, duration_s), _side(sims, idx, slo, duration_s)
         out["tasks"][name] = {"real": r, "sim": s, **_errors(r, s)}
     if len(rounds) > 1:
         each = [_side([rec], everything, slo, duration_s) for rec in rounds]

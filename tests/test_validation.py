@@ -78,6 +78,24 @@ def test_rounds_pool_every_replays_requests_and_report_how_far_they_lie_apart():
         compare_runs([fast, _records([1, 1, 1, 1], tasks=(1, 0, 1, 0))], sim, TASKS, 1.0)
 
 
+def test_several_simulations_pool_like_the_replays_each_round_paired_with_its_own():
+    """resimulate.py --per-round: one simulation per round's profile, pooled. A host that ran
+    30% slower in round 2, caught by round 2's profile too, leaves no error."""
+    fast, slow = _records([100, 100, 100, 100]), _records([130, 130, 130, 130])
+    rep = compare_runs([fast, slow], [_records([100] * 4), _records([130] * 4)], TASKS, duration_s=8.0)
+    o = rep["overall"]
+    assert o["sim"]["arrived"] == 8 and o["sim"]["completed"] == 8
+    assert o["p50_rel_err"] == pytest.approx(0.0) and o["p99_rel_err"] == pytest.approx(0.0)
+    assert o["sim"]["throughput_rps"] == pytest.approx(o["real"]["throughput_rps"])
+    # one merged profile's simulation in between misses both tails
+    merged = compare_runs([fast, slow], _records([115] * 4), TASKS, duration_s=8.0)["overall"]
+    assert merged["p99_rel_err"] == pytest.approx(115 / 130 - 1, abs=1e-6)
+    with pytest.raises(ValueError, match="one request stream"):
+        compare_runs(fast, [_records([1] * 4), _records([1] * 4, tasks=(1, 0, 1, 0))], TASKS, 1.0)
+    with pytest.raises(ValueError, match="no simulation"):
+        compare_runs(fast, [], TASKS, 1.0)
+
+
 def test_runs_of_different_streams_are_refused():
     with pytest.raises(ValueError, match="one request stream"):
         compare_runs(_records([1, 1, 1, 1]), _records([1, 1, 1, 1], tasks=(1, 0, 1, 0)), TASKS, 1.0)

@@ -1,13 +1,15 @@
 """Per task: requests that ran alone, measured against the same requests simulated.
 
-    python experiments/validation/isolated_batches.py FOLDER [--systems colocate,fmplex]
+    python experiments/validation/isolated_batches.py FOLDER [--systems colocate,fmplex] [--by-gap]
 
 FOLDER is an `fmplex-exec validate` results folder. A request counts when it ran as a batch of
 one and no other batch, on any instance, overlapped that batch, in a replay
 (`<system>/real*/requests.csv`) and also in the simulation (`<system>/sim/requests.csv`). Such
 a batch's service time (finish minus start) holds no queueing and no contention: only what
 one batch costs, wake-up included. The script prints, per system and task, the median service
-time measured and simulated, and their difference. Nothing is written.
+time measured and simulated, and their difference. ``--by-gap`` groups them instead by how
+long the request's instance had been idle before its batch in the replay (its wake-up's gap).
+Nothing is written.
 """
 
 from __future__ import annotations
@@ -20,29 +22,50 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def alone(path: Path) -> dict[str, tuple[float, str]]:
-    """``request_id -> (service ms, task)`` of the completed requests in ``path`` that ran as a
-    batch of one that overlapped no other batch."""
+#: ``--by-gap``: upper bounds (s) of the idle-gap classes, the last open
+GAPS_S = (0.05, 0.2, 0.6, 1.5, float("inf"))
+
+
+def alone(path: Path) -> dict[str, tuple[float, str, float | None]]:
+    """``request_id -> (service ms, task, idle s)`` of the completed requests in ``path`` that
+    ran as a batch of one that overlapped no other batch; ``idle s`` is how long its instance
+    had been idle before that batch (None for the instance's first batch)."""
     batches: dict[tuple[str, str], list[dict]] = defaultdict(list)
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             if r["status"] == "completed":
                 batches[(r["instance"], r["batch_id"])].append(r)
-    spans = sorted((min(float(r["start_s"]) for r in rs), max(float(r["finish_s"]) for r in rs), rs)
-                   for rs in batches.values())
+    spans = sorted((min(float(r["start_s"]) for r in rs), max(float(r["finish_s"]) for r in rs), inst, rs)
+                   for (inst, _), rs in batches.items())
     out, ended = {}, float("-inf")  # the latest finish of the batches started before
-    for i, (start, finish, rs) in enumerate(spans):
+    last: dict[str, float] = {}  # each instance's latest finish so far
+    for i, (start, finish, inst, rs) in enumerate(spans):
         nxt = spans[i + 1][0] if i + 1 < len(spans) else float("inf")
         if len(rs) == 1 and ended < start and finish < nxt:
-            out[rs[0]["request_id"]] = ((finish - start) * 1000.0, rs[0]["task"])
+            idle = start - last[inst] if inst in last else None
+            out[rs[0]["request_id"]] = ((finish - start) * 1000.0, rs[0]["task"], idle)
         ended = max(ended, finish)
+        last[inst] = max(last.get(inst, finish), finish)
     return out
+
+
+def _gap_class(idle: float | None) -> str:
+    if idle is None:
+        return "first batch"
+    lo = 0.0
+    for hi in GAPS_S:
+        if idle < hi:
+            return f"idle {lo:g}-{hi:g} s" if hi != float("inf") else f"idle >= {lo:g} s"
+        lo = hi
+    raise AssertionError(idle)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--systems", default="spatial,colocate,fmplex")
+    ap.add_argument("--by-gap", action="store_true",
+                    help="group by how long the instance had been idle in the replay, not by task")
     args = ap.parse_args()
     for system in args.systems.split(","):
         base = args.folder / system
@@ -52,14 +75,15 @@ def main() -> int:
         sim = alone(base / "sim" / "requests.csv")
         pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for real_dir in sorted(p for p in base.glob("real*") if (p / "requests.csv").is_file()):
-            for rid, (ms, task) in alone(real_dir / "requests.csv").items():
+            for rid, (ms, task, idle) in alone(real_dir / "requests.csv").items():
                 if rid in sim:
-                    pairs[task].append((ms, sim[rid][0]))
+                    pairs[_gap_class(idle) if args.by_gap else task].append((ms, sim[rid][0]))
         print(system)
-        for task, xs in sorted(pairs.items()):
+        order = [_gap_class(None)] + [_gap_class(g - 1e-9) for g in GAPS_S[:-1]] + [_gap_class(1e9)]
+        for task, xs in sorted(pairs.items(), key=lambda kv: order.index(kv[0]) if args.by_gap else kv[0]):
             real = statistics.median(x[0] for x in xs)
             simulated = statistics.median(x[1] for x in xs)
-            print(f"  {task:12s} n={len(xs):4d}  measured {real:7.1f} ms  simulated {simulated:7.1f} ms  "
+            print(f"  {task:16s} n={len(xs):4d}  measured {real:7.1f} ms  simulated {simulated:7.1f} ms  "
                   f"measured - simulated {real - simulated:+6.1f} ms ({(simulated - real) / real:+.0%})")
     return 0
 

@@ -1,6 +1,7 @@
 """Simulate a validation folder's request stream again and compare it with the replays it holds.
 
     python experiments/validation/resimulate.py results/validation/minilm_low [--profile FILE]
+        [--per-round]
 
 The replays (`<system>/real*/requests.csv`) are what the host measured and stay as they are;
 only the simulated side is recomputed, with this checkout's simulator and the folder's
@@ -8,6 +9,10 @@ only the simulated side is recomputed, with this checkout's simulator and the fo
 p50 and p99 errors the folder's `validation.json` recorded and those of the new simulation.
 Nothing is written. A change to the simulator can so be judged on replays that took many
 minutes to measure, in seconds; the replays' own noise is still in them (`round_spread`).
+`--per-round` simulates the stream once per round with that round's own profile
+(`profile-round<k>.csv`) and pools those simulations, as the replays are pooled: if the host
+drifted between rounds, and each round's profile caught the same spell as its replays, this
+pairing takes the drift out of the comparison.
 """
 
 from __future__ import annotations
@@ -31,14 +36,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="an `fmplex-exec validate` results folder")
     ap.add_argument("--profile", type=Path, help="profile CSV (default: the folder's profile.csv)")
+    ap.add_argument("--per-round", action="store_true",
+                    help="simulate once per round with that round's profile-round<k>.csv, pooled")
     args = ap.parse_args()
     folder: Path = args.folder
+    if args.per_round and args.profile:
+        sys.exit("--per-round reads the folder's per-round profiles; it takes no --profile")
     profile = args.profile or folder / "profile.csv"
     before = json.loads((folder / "validation.json").read_text())
     cfg = load_config(folder / "config.yaml")
     cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(profile)))
     cfg, wl, _ = prepare(cfg)
-    latency = ProfileModel(profile)
+    if args.per_round:
+        per_round = sorted(folder.glob("profile-round*.csv"), key=lambda p: (len(p.name), p.name))
+        if not per_round:
+            sys.exit(f"{folder}: no profile-round<k>.csv (a run with one round, or given --profile)")
+        models = [ProfileModel(p) for p in per_round]
+        profile = ", ".join(p.name for p in per_round)
+    else:
+        models = [ProfileModel(profile)]
     systems = {}
     print(f"{folder}: {len(wl)} requests, profile {profile}")
     print(f"{'system':>9}  {'p50 err before -> now':>22}  {'p99 err before -> now':>22}")
@@ -49,7 +65,10 @@ def main() -> int:
         for rec in real:
             if not np.allclose(rec.arrival_s, wl.arrival_s, atol=2e-6):
                 sys.exit(f"{folder}: {name}'s replay does not hold this config's request stream")
-        entry = compare_runs(real, simulate(c, wl, latency=latency).records, c.tasks, c.duration_s)
+        if args.per_round and len(models) != len(real):
+            sys.exit(f"{folder}: {name} has {len(real)} replays and {len(models)} round profiles")
+        sims = [simulate(c, wl, latency=m).records for m in models]
+        entry = compare_runs(real, sims, c.tasks, c.duration_s)
         systems[name] = entry
         o, b = entry["overall"], old["overall"]
         print(f"{name:>9}  {b['p50_rel_err'] * 100:+9.1f}% -> {o['p50_rel_err'] * 100:+7.1f}%  "
