@@ -677,7 +677,8 @@ def _wake_gap_rows(fm, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) 
         extra = gate.run(lambda: _wake_pairs(lambda: fm.run_batch(reqs), gap, n, rng))
         rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, **cols,
                          **summarize(extra, extra_cost=True)))
-        say(f"wake after ~{gap} ms idle ({label}, batch {b} x {s}): +{rows[-1]['median_ms']:.3f} ms")
+        say(f"wake after ~{gap} ms idle ({label}, batch {b} x {s}): +{rows[-1]['mean_ms']:.3f} ms mean, "
+            f"+{rows[-1]['median_ms']:.3f} median")
     return rows
 
 
@@ -769,7 +770,8 @@ def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype
                 rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, threads=threads,
                                  n_adapters=lora or None, **summarize(extra, extra_cost=True)))
                 say(f"slice wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}, "
-                    f"{threads} thread(s), own process): +{rows[-1]['median_ms']:.3f} ms")
+                    f"{threads} thread(s), own process): +{rows[-1]['mean_ms']:.3f} ms mean, "
+                    f"+{rows[-1]['median_ms']:.3f} median")
         finally:
             gate.children_s += _proc_cpu_s(ex.proc.pid)
             gate.pids = []
@@ -855,7 +857,8 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
     rows = []
     for (b, s), xs in _swept(points, extra, THROTTLE_SWEEPS).items():
         rows.append(dict(common, kind="throttle", batch=b, seq_len=s, **summarize(xs, extra_cost=True)))
-        say(f"throttle b={b} s={s}: +{rows[-1]['median_ms']:.3f} ms beside another replica's pool")
+        say(f"throttle b={b} s={s}: +{rows[-1]['mean_ms']:.3f} ms mean, +{rows[-1]['median_ms']:.3f} median, "
+            "beside another replica's pool")
     return rows
 
 
