@@ -53,6 +53,7 @@ Timings use ``time.perf_counter``; on CUDA every timed region is bracketed by
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import math
@@ -690,32 +691,42 @@ def _beside_wake_rows(bb, lora_fm, common, gaps_ms, shapes, gate, repeats, say) 
     measured on the 2-core machine at 1 x 128, about +19 ms after 200 ms idle against +2 ms
     with the pool alone; so at each of ``shapes``."""
     import random
+
+    rng = random.Random(1)
+    n = max(repeats, 20)
+    rows = []
+    with idle_pool_beside(lora_fm, shapes[0][1] if shapes else 16):
+        for b, s in dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes):
+            rows += _wake_gap_rows(lora_fm, common, b, s, gaps_ms, gate, n, rng, say,
+                                   "LoRA, beside another pool", n_adapters=1, beside=1)
+    return rows
+
+
+@contextlib.contextmanager
+def idle_pool_beside(fm, seq_len: int):
+    """While inside, another thread of this process holds an OpenMP pool, idle after one batch
+    of ``seq_len`` tokens through ``fm`` (another instance's serving thread between batches):
+    every pool of the process is then throttled (:mod:`fmplex_exec.threads`)."""
     import threading
 
     from fmplex_exec.vfm import ExecRequest
 
-    rng = random.Random(1)
-    n = max(repeats, 20)
     held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:  # another instance's serving thread, idle after one batch
+    def hold() -> None:
         with torch.inference_mode():
-            lora_fm.run_batch([ExecRequest("plain", shapes[0][1] if shapes else 16)])
+            fm.run_batch([ExecRequest("plain", seq_len)])
         held.set()
         release.wait()
 
     other = threading.Thread(target=hold, name="fmplex-profile-beside", daemon=True)
     other.start()
     held.wait()
-    rows = []
     try:
-        for b, s in dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes):
-            rows += _wake_gap_rows(lora_fm, common, b, s, gaps_ms, gate, n, rng, say,
-                                   "LoRA, beside another pool", n_adapters=1, beside=1)
+        yield
     finally:
         release.set()
         other.join()
-    return rows
 
 
 def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng) -> list[float]:
@@ -817,20 +828,14 @@ def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> lis
     return rows
 
 
-def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
-    """Extra time of a batch on a serving thread whose process holds another replica's
-    OpenMP pool (fmplex_exec.threads: every pool then sleeps between parallel loops), over the
-    same batch alone in the process: through the runtime's ``PhysicalFM.run_batch`` on an
-    instance holding a LoRA adapter (``fm``), at each (batch, seq_len) of ``shapes``. "Alone" runs on
-    this profiling thread (the process's only pool); "beside" on a new thread while this
-    thread's pool stays alive, idle."""
+def throttle_samples(fm, reqs, n: int, run: Callable = lambda f: f()) -> list[float]:
+    """One series of a ``throttle`` row: ``n`` timed ``fm.run_batch(reqs)`` on a new thread
+    (its own pool, while this thread's stays alive, idle) minus the (upper) median of ``n``
+    on this thread, alone; each series after one untimed batch, each run through ``run``
+    (the profiler's quiet gate). Raw differences, in ms (negative by noise at times)."""
     import threading
 
-    from fmplex_exec.vfm import ExecRequest
-
-    n = max(repeats // SWEEPS, 4)
-
-    def series(reqs) -> list[float]:
+    def series() -> list[float]:
         with torch.inference_mode():
             fm.run_batch(reqs)
             out = []
@@ -840,18 +845,31 @@ def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
                 out.append((time.perf_counter() - t0) * 1000.0)
             return out
 
-    def beside(reqs) -> list[float]:
+    def beside() -> list[float]:
         box: list[float] = []
-        th = threading.Thread(target=lambda: box.extend(series(reqs)))
+        th = threading.Thread(target=lambda: box.extend(series()))
         th.start()
         th.join()
         return box
 
+    base = sorted(run(series))[n // 2]  # alone, in this sweep
+    return [v - base for v in run(beside)]
+
+
+def _throttle_rows(bb, fm, common, shapes, gate, repeats, say) -> list[dict]:
+    """Extra time of a batch on a serving thread whose process holds another replica's
+    OpenMP pool (fmplex_exec.threads: every pool then sleeps between parallel loops), over the
+    same batch alone in the process: through the runtime's ``PhysicalFM.run_batch`` on an
+    instance holding a LoRA adapter (``fm``), at each (batch, seq_len) of ``shapes``. "Alone" runs on
+    this profiling thread (the process's only pool); "beside" on a new thread while this
+    thread's pool stays alive, idle."""
+    from fmplex_exec.vfm import ExecRequest
+
+    n = max(repeats // SWEEPS, 4)
+
     def extra(pt, _) -> list[float]:
         b, s = pt
-        reqs = [ExecRequest("plain", s)] * b
-        base = sorted(gate.run(lambda: series(reqs)))[n // 2]  # alone, in this sweep
-        return [v - base for v in gate.run(lambda: beside(reqs))]
+        return throttle_samples(fm, [ExecRequest("plain", s)] * b, n, gate.run)
 
     points = dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes)
     rows = []

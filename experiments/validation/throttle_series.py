@@ -17,12 +17,7 @@ Nothing is written; the host must be otherwise idle (2 cores: nothing else runni
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import threading
-import time
-
-import torch
 
 from fmplex_exec import profiler as P
 from fmplex_exec.backbones import load_backbone
@@ -41,32 +36,13 @@ def main() -> int:
 
     def run() -> None:
         fm = P._lora_harness_fm(load_backbone(args.backbone, device="cpu", dtype="float32", seed=0))
-
-        def series(reqs) -> list[float]:
-            with torch.inference_mode():
-                fm.run_batch(reqs)  # untimed: builds this thread's pool
-                out = []
-                for _ in range(args.batches):
-                    t0 = time.perf_counter()
-                    fm.run_batch(reqs)
-                    out.append((time.perf_counter() - t0) * 1000.0)
-                return out
-
-        def beside(reqs) -> list[float]:  # a new thread; this one's pool stays, idle
-            box: list[float] = []
-            th = threading.Thread(target=lambda: box.extend(series(reqs)))
-            th.start()
-            th.join()
-            return box
-
         print(f"throttle: extra ms per series of {args.batches} batches beside an idle pool, "
               "median | mean")
         for b, s in shapes:
             reqs = [ExecRequest("plain", s)] * b
             meds, means = [], []
             for _ in range(args.series):
-                base = statistics.median(series(reqs))
-                row = P.summarize([v - base for v in beside(reqs)], extra_cost=True)  # as the profiler
+                row = P.summarize(P.throttle_samples(fm, reqs, args.batches), extra_cost=True)
                 meds.append(row["median_ms"])
                 means.append(row["mean_ms"])
             print(f"{b}x{s:<5d} " + " ".join(f"{m:5.1f}" for m in meds) + "  | "

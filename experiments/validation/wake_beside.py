@@ -22,6 +22,7 @@ Nothing is written; the host must be otherwise idle (2 cores: nothing else runni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import queue
 import random
 import statistics
@@ -91,22 +92,8 @@ def main() -> int:
 
         for cyc in range(args.cycles):
             for cond in (("alone", "beside") if cyc % 2 == 0 else ("beside", "alone")):
-                held, release = threading.Event(), threading.Event()
-
-                def hold() -> None:
-                    with torch.inference_mode():
-                        fm.run_batch([ExecRequest("plain", 16)])
-                    held.set()
-                    release.wait()
-
-                other = threading.Thread(target=hold, daemon=True) if cond == "beside" else None
-                if other:
-                    other.start()
-                    held.wait()
-                measure(cond)
-                release.set()
-                if other:
-                    other.join()
+                with P.idle_pool_beside(fm, 16) if cond == "beside" else contextlib.nullcontext():
+                    measure(cond)
             print(f"cycle {cyc + 1} of {args.cycles} done", file=sys.stderr, flush=True)
         print("wake-up: extra ms of a batch after ~gap ms idle (median of pairs), alone / beside another pool")
         print("shape     " + "".join(f"{g:>18.0f} ms" for g in args.gaps))
