@@ -24,13 +24,13 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   threads of one process run forwards at once (co-located replicas sharing the cores);
   ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
   another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
-  time of a batch after the serving thread slept about ``gap_ms`` over the same batch right
-  after it, in pairs; again with ``beside`` 1, on an instance holding a LoRA adapter while
+  time of a batch after the serving thread slept about ``gap_ms`` over the same batch run
+  again once the wake-up has worn off (:data:`WAKE_SETTLE` batches later), in pairs; again with ``beside`` 1, on an instance holding a LoRA adapter while
   another instance's thread pool waits idle in the process (every pool throttled, as in a
   process serving several instances), at the ``throttle`` shapes, since the cost there grows
   with the batch (:func:`_beside_wake_rows`); again with ``threads`` for a spatial slice,
   through a slice's own worker process (:func:`_slice_wake_rows`): the round trip after the gap
-  over the one right after it.
+  over one sent :data:`WAKE_SETTLE` batches later.
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``dispatch`` (every device): from a request's arrival at an idle instance to its serving
@@ -653,7 +653,8 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
     the runtime's ``PhysicalFM.run_batch``, on an instance without LoRA (``n_adapters`` empty)
     and on one holding an adapter (``n_adapters`` 1: every layer's LoRA hooks run, many small
     ops that each wake the threads). Each sample is a pair: the batch after the gap minus the
-    same batch run again right after it, so the host's speed drifting over the series cancels."""
+    same batch run again once the wake-up has worn off (:func:`_wake_pairs`), so the host's
+    speed drifting over the series cancels."""
     import random
 
     b, s = shape
@@ -729,10 +730,21 @@ def idle_pool_beside(fm, seq_len: int):
         other.join()
 
 
-def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng) -> list[float]:
-    """``n`` pairs: ``run()`` after an idle gap (exponential, mean ``gap_ms``) minus ``run()``
-    right after it, in ms (negative by noise at times: ``summarize(extra_cost=True)`` clamps);
-    two untimed runs first."""
+#: ``wake`` samples: the batch after the gap is compared with the ``WAKE_SETTLE``-th batch run
+#: back to back after it, not the next one. On the 2-core machine, a MiniLM batch beside another
+#: instance's idle pool was still 5 ms slow one batch after a 200 ms gap and 3 ms two batches
+#: after it; the third ran within 1 ms of a hot series. Compared with the next batch, the
+#: beside wake-up came out 1.2-4 ms where it cost 6-10 ms
+#: (``experiments/validation/wake_settle.py``).
+WAKE_SETTLE = 3
+
+
+def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: int = WAKE_SETTLE) -> list[float]:
+    """``n`` pairs: ``run()`` after an idle gap (exponential, mean ``gap_ms``) minus the
+    ``settle``-th ``run()`` after it, run back to back (the ones between pay what is left of the
+    wake-up), in ms (negative by noise at times: ``summarize(extra_cost=True)`` clamps); two
+    untimed runs first. Pairing with a batch run moments later cancels the host's drift over
+    the series."""
     def timed() -> float:
         t0 = time.perf_counter()
         run()
@@ -744,6 +756,8 @@ def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng) -> list[f
     for _ in range(n):
         time.sleep(rng.expovariate(1000.0 / gap_ms))
         cold = timed()
+        for _ in range(settle - 1):
+            run()
         out.append(cold - timed())
     return out
 
@@ -754,7 +768,7 @@ def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype
     exactly as the runtime starts one), reached through a pipe; after an idle gap its process
     must be woken and scheduled and its caches are cold. Timed as the runtime sees it, the
     round trip of a batch sent after a gap (exponential, mean ``gap_ms``) minus the same batch
-    sent right after it: pairs, as in :func:`_wake_rows`. Plain and LoRA (``n_adapters`` 1)."""
+    sent :data:`WAKE_SETTLE` batches later: pairs, as in :func:`_wake_rows`. Plain and LoRA (``n_adapters`` 1)."""
     import random
     from types import SimpleNamespace
 

@@ -64,6 +64,31 @@ def test_summarize_an_extra_cost_clamps_its_percentiles_and_keeps_the_unclamped_
     assert "mean_ms" not in summarize([-3.0, -1.0])  # plain timings: as before, unclamped
 
 
+def test_a_wake_sample_compares_the_batch_after_the_gap_with_one_after_the_wake_up_wore_off(monkeypatch):
+    # a host where the wake-up lasts three batches: 30, then 20 and 15 ms, settled at 10
+    from fmplex_exec import profiler
+
+    clock = {"now": 0.0, "since_sleep": 0}
+
+    def sleep(s: float) -> None:
+        clock["now"] += s
+        clock["since_sleep"] = 0
+
+    def run() -> None:
+        k = clock["since_sleep"]
+        clock["now"] += (30.0, 20.0, 15.0)[k] / 1000.0 if k < 3 else 0.010
+        clock["since_sleep"] += 1
+
+    monkeypatch.setattr(profiler, "time", argparse.Namespace(perf_counter=lambda: clock["now"], sleep=sleep))
+    import random
+
+    xs = profiler._wake_pairs(run, 200.0, 4, random.Random(0))
+    # the batch after the gap minus the settled one, not minus the next one (30 - 20 = 10)
+    assert profiler.WAKE_SETTLE == 3
+    assert xs == pytest.approx([20.0] * 4)
+    assert profiler._wake_pairs(run, 200.0, 2, random.Random(0), settle=1) == pytest.approx([10.0] * 2)
+
+
 def test_profile_has_provenance_and_every_measured_kind(profile_csv):
     text = profile_csv.read_text()
     comments = [line for line in text.splitlines() if line.startswith("#")]

@@ -4,9 +4,10 @@
         [--shapes 1x16,1x64,1x128] [--gaps 2,20,200,1000] [--switch]
 
 Times, on this host, the pairs the profiler's ``wake`` rows are made of (a batch after an idle
-gap of about ``gap`` ms minus the same batch right after it, on an instance holding a LoRA
-adapter, built and served off the main thread): once with the instance's thread pool the only
-one in the process, once while another instance's pool waits idle in it (every pool then
+gap of about ``gap`` ms minus the same batch run again ``WAKE_SETTLE`` batches later, on an
+instance holding a LoRA adapter, built and served off the main thread): once with the
+instance's thread pool the only one in the process, once while another instance's pool waits
+idle in it (every pool then
 throttled, as in a process serving several instances: ``fmplex_exec.threads``). Each cycle
 measures both conditions, alternating which goes first; the table gives each point's median
 over all cycles' pairs, in ms.

@@ -48,7 +48,8 @@ kind                required columns                     what median_ms is
                                                          another replica's idle thread pool
 ``wake``            batch, seq_len, gap_ms>0             extra time of a batch that starts
                                                          after idle gaps of mean ``gap_ms``
-                                                         over one run back to back
+                                                         over one run back to back once
+                                                         the wake-up has worn off
                                                          (``n_adapters`` 1: on an instance
                                                          holding LoRA adapters; ``threads``
                                                          n: sent to a slice's process of n
