@@ -25,12 +25,15 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
   another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
   time of a batch after the serving thread slept about ``gap_ms`` over the same batch run
-  again once the wake-up has worn off (:data:`WAKE_SETTLE` batches later), in pairs; again with ``beside`` 1, on an instance holding a LoRA adapter while
-  another instance's thread pool waits idle in the process (every pool throttled, as in a
-  process serving several instances), at the ``throttle`` shapes, since the cost there grows
-  with the batch (:func:`_beside_wake_rows`); again with ``threads`` for a spatial slice,
-  through a slice's own worker process (:func:`_slice_wake_rows`): the round trip after the gap
-  over one sent :data:`WAKE_SETTLE` batches later.
+  again once the wake-up has worn off (:data:`WAKE_SETTLE` batches later), in pairs; again
+  with ``beside`` 1, on an instance holding a LoRA adapter while another instance's thread
+  pool waits idle in the process (every pool throttled, as in a process serving several
+  instances), at the ``throttle`` shapes, since the cost there grows with the batch
+  (:func:`_beside_wake_rows`); again with ``threads`` for a spatial slice, through a slice's
+  own worker process (:func:`_slice_wake_rows`): the round trip after the gap over one sent
+  :data:`WAKE_SETTLE` batches later. With each group of ``wake`` rows, a ``rewarm`` row: how
+  fast the batches run back to back after the largest gap's wake-ups lose what is left of it
+  (:func:`rewarm_tau_ms`).
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``dispatch`` (every device): from a request's arrival at an idle instance to its serving
@@ -669,18 +672,32 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
 
 
 def _wake_gap_rows(fm, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) -> list[dict]:
-    """One ``wake`` row per gap of ``gaps_ms``: :func:`_wake_pairs` of a batch of ``b`` x ``s``
-    through ``fm.run_batch``; ``cols`` are the rows' own columns (``n_adapters``, ``beside``)."""
+    """:func:`_wake_run_rows` of a batch of ``b`` x ``s`` through ``fm.run_batch``."""
     from fmplex_exec.vfm import ExecRequest
 
     reqs = [ExecRequest("plain", s)] * b
+    return _wake_run_rows(lambda: fm.run_batch(reqs), common, b, s, gaps_ms, gate, n, rng, say, label, **cols)
+
+
+def _wake_run_rows(run, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) -> list[dict]:
+    """One ``wake`` row per gap of ``gaps_ms``: :func:`_wake_pairs` of ``run`` (a batch of ``b``
+    x ``s``); and one ``rewarm`` row from the batches run after the largest gap's wake-ups
+    (:func:`rewarm_tau_ms`). ``cols`` are the rows' own columns (``n_adapters``, ``beside``,
+    ``threads``)."""
     rows = []
+    last = max(gaps_ms)
+    series: list[list[float]] = []
     for gap in gaps_ms:
-        extra = gate.run(lambda: _wake_pairs(lambda: fm.run_batch(reqs), gap, n, rng))
+        extra = gate.run(lambda: _wake_pairs(run, gap, n, rng, series=series if gap == last else None))
         rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, **cols,
                          **summarize(extra, extra_cost=True)))
         say(f"wake after ~{gap} ms idle ({label}, batch {b} x {s}): +{rows[-1]['mean_ms']:.3f} ms mean, "
             f"+{rows[-1]['median_ms']:.3f} median")
+    tau = rewarm_tau_ms(series)
+    rows.append(dict(common, kind="rewarm", batch=b, seq_len=s, gap_ms=last, **cols, median_ms=round(tau, 6),
+                     p10_ms=None, p90_ms=None, repeats=len(series)))
+    say(f"rewarm after ~{last} ms idle ({label}, batch {b} x {s}): what is left of the wake-up "
+        f"falls by e every {tau:.1f} busy ms")
     return rows
 
 
@@ -739,12 +756,14 @@ def idle_pool_beside(fm, seq_len: int):
 WAKE_SETTLE = 3
 
 
-def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: int = WAKE_SETTLE) -> list[float]:
+def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: int = WAKE_SETTLE,
+                series: list | None = None) -> list[float]:
     """``n`` pairs: ``run()`` after an idle gap (exponential, mean ``gap_ms``) minus the
     ``settle``-th ``run()`` after it, run back to back (the ones between pay what is left of the
     wake-up), in ms (negative by noise at times: ``summarize(extra_cost=True)`` clamps); two
     untimed runs first. Pairing with a batch run moments later cancels the host's drift over
-    the series."""
+    the series. ``series``: a list that gets, per pair, the times (ms) of all ``settle + 1``
+    runs, from the one after the gap to the settled one."""
     def timed() -> float:
         t0 = time.perf_counter()
         run()
@@ -755,11 +774,39 @@ def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: i
     out = []
     for _ in range(n):
         time.sleep(rng.expovariate(1000.0 / gap_ms))
-        cold = timed()
-        for _ in range(settle - 1):
-            run()
-        out.append(cold - timed())
+        times = [timed() for _ in range(settle + 1)]
+        out.append(times[0] - times[-1])
+        if series is not None:
+            series.append(times)
     return out
+
+
+#: ``rewarm``: a wake-up smaller than this (ms) leaves nothing to rewarm (the time constant
+#: of noise is noise), and the row says 0
+REWARM_MIN_MS = 0.5
+_REWARM_CLAMP = 0.02  # ratios of what is left kept within [this, 1 - this] before the log
+
+
+def rewarm_tau_ms(series: Sequence[Sequence[float]]) -> float:
+    """The ``rewarm`` time constant from :func:`_wake_pairs`' ``series`` (per wake-up, the
+    times of the batch after the gap, those run back to back after it, and the settled one
+    last): with ``e_k`` the mean extra of batch ``k`` over the settled one and ``B_k`` the mean
+    busy time before it, the least-squares ``tau`` of ``e_k / e_0 = exp(-B_k / tau)`` over the
+    batches between (through the origin in log space). 0 when the wake-up's mean is below
+    :data:`REWARM_MIN_MS` or there is no batch between."""
+    if not series or len(series[0]) < 3:
+        return 0.0
+    e0 = statistics.fmean(t[0] - t[-1] for t in series)
+    if e0 < REWARM_MIN_MS:
+        return 0.0
+    num = den = 0.0
+    for k in range(1, len(series[0]) - 1):
+        busy = statistics.fmean(sum(t[:k]) for t in series)
+        left = statistics.fmean(t[k] - t[-1] for t in series) / e0
+        y = math.log(min(max(left, _REWARM_CLAMP), 1.0 - _REWARM_CLAMP))
+        num += busy * busy
+        den += busy * y
+    return -num / den
 
 
 def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype, seed, say) -> list[dict]:
@@ -790,13 +837,9 @@ def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype
                 raise RuntimeError(f"slice process for {name} failed to load: {ex.failed}")
             gate.pids = [ex.proc.pid]
             batch = Batch(tuple(Request(i, "plain", 0.0, s, 0) for i in range(b)))
-            for gap in gaps_ms:
-                extra = gate.run(lambda: _wake_pairs(lambda: ex(batch), gap, n, rng))
-                rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, threads=threads,
-                                 n_adapters=lora or None, **summarize(extra, extra_cost=True)))
-                say(f"slice wake after ~{gap} ms idle ({'LoRA' if lora else 'plain'}, batch {b} x {s}, "
-                    f"{threads} thread(s), own process): +{rows[-1]['mean_ms']:.3f} ms mean, "
-                    f"+{rows[-1]['median_ms']:.3f} median")
+            rows += _wake_run_rows(lambda: ex(batch), common, b, s, gaps_ms, gate, n, rng, say,
+                                   f"slice, {'LoRA' if lora else 'plain'}, {threads} thread(s), own process",
+                                   threads=threads, n_adapters=lora or None)
         finally:
             gate.children_s += _proc_cpu_s(ex.proc.pid)
             gate.pids = []

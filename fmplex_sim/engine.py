@@ -46,6 +46,7 @@ from fmplex_sim.workload import Workload
 
 # Task states.
 _WAITING, _LOADING, _READY, _ENDED, _UNPLACED = range(5)
+_COLD_S = 3600.0  # an idle gap past every measured one: wake_s answers a full wake-up
 
 
 @dataclass
@@ -121,7 +122,7 @@ class _Device:
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
                  "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since",
-                 "slice_threads", "running", "dispatch_timer")
+                 "slice_threads", "running", "dispatch_timer", "cold")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
         self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
@@ -135,6 +136,7 @@ class _Instance:
         self.inflight = 0  # batches picked and not yet finished
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
         self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
+        self.cold = 0.0  # CPU devices: what is left of its last wake-up, as a share of a full one
         self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
@@ -433,9 +435,7 @@ class Engine:
                 # thread's beside other instances' pools is the one measured so (when it was).
                 seq = max(r.input_len for r in decision.requests)
                 beside = not inst.slice_threads and inst.cores.members > 1
-                work = service_s + self.latency.wake_s(
-                    self.device, now - inst.idle_since, inst.cost.has_lora, inst.slice_threads,
-                    bb=inst.cost.bb, tokens=decision.size * seq, beside=beside)
+                work = service_s + self._wake(inst, now - inst.idle_since, decision.size * seq, beside, service_s)
                 own = None  # this batch's slowdown beside others (default: the cores')
                 if not inst.slice_threads:  # a thread of a shared process
                     if beside:
@@ -457,6 +457,26 @@ class Engine:
                 Timeout(env, host).callbacks.append(
                     partial(self._host_done, inst, decision, service_s, host)
                 )
+
+    def _wake(self, inst: _Instance, idle_s: float, tokens: int, beside: bool, service_s: float) -> float:
+        """What this batch pays for its serving thread having been idle ``idle_s``, and what it
+        leaves of that for the next batch (``inst.cold``): the gap takes away the share of the
+        instance's warmth that the ``wake`` rows give for it from a settled instance, the batch
+        pays its coldness times a full wake-up, and its busy time rewarms it (``rewarm_s``; 0:
+        settled within the batch). See ``fmplex_sim.latency.profile``, ``rewarm_s``."""
+        lat, dev, lora, threads, bb = self.latency, self.device, inst.cost.has_lora, inst.slice_threads, inst.cost.bb
+        lost = lat.wake_s(dev, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
+        tau = lat.rewarm_s(dev, lora, threads, bb=bb, beside=beside)
+        if tau <= 0:  # no rewarm rows: settled after every batch
+            return lost
+        full = lat.wake_s(dev, _COLD_S, lora, threads, bb=bb, tokens=tokens, beside=beside)
+        if full <= 0:
+            inst.cold = 0.0
+            return lost
+        cold = 1.0 - (1.0 - inst.cold) * (1.0 - min(1.0, lost / full))
+        extra = cold * full
+        inst.cold = cold * math.exp(-(service_s + extra) / tau)
+        return extra
 
     def _cpu_done(self, inst: _Instance, batch, service_s: float) -> None:
         inst.idle_since = self.env.now

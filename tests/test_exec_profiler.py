@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import pytest
@@ -82,11 +83,33 @@ def test_a_wake_sample_compares_the_batch_after_the_gap_with_one_after_the_wake_
     monkeypatch.setattr(profiler, "time", argparse.Namespace(perf_counter=lambda: clock["now"], sleep=sleep))
     import random
 
-    xs = profiler._wake_pairs(run, 200.0, 4, random.Random(0))
+    series: list = []
+    xs = profiler._wake_pairs(run, 200.0, 4, random.Random(0), series=series)
     # the batch after the gap minus the settled one, not minus the next one (30 - 20 = 10)
     assert profiler.WAKE_SETTLE == 3
     assert xs == pytest.approx([20.0] * 4)
+    assert [t == pytest.approx([30.0, 20.0, 15.0, 10.0]) for t in series] == [True] * 4  # every run, in order
     assert profiler._wake_pairs(run, 200.0, 2, random.Random(0), settle=1) == pytest.approx([10.0] * 2)
+
+
+def test_rewarm_is_the_time_constant_of_what_is_left_of_a_wake_up():
+    from fmplex_exec.profiler import REWARM_MIN_MS, rewarm_tau_ms
+
+    # settled batches take 10 ms, a wake-up adds 20 ms that decays with busy time, tau 40 ms
+    def series(e0: float, tau: float) -> list[float]:
+        times, busy = [], 0.0
+        for _ in range(3):
+            times.append(10.0 + e0 * math.exp(-busy / tau))
+            busy += times[-1]
+        return times + [10.0]
+
+    assert rewarm_tau_ms([series(20.0, 40.0)] * 5) == pytest.approx(40.0)
+    assert rewarm_tau_ms([series(20.0, 40.0), series(20.0, 40.0)]) == pytest.approx(40.0)
+    # gone after one batch: what is left is clamped at 2% before the log, so tau stays short
+    assert 0.0 < rewarm_tau_ms([series(20.0, 5.0)] * 3) < 10.0
+    # a wake-up within noise has nothing to rewarm; fewer than three runs cannot tell
+    assert rewarm_tau_ms([series(REWARM_MIN_MS / 2, 40.0)] * 5) == 0.0
+    assert rewarm_tau_ms([[30.0, 10.0]] * 5) == 0.0 and rewarm_tau_ms([]) == 0.0
 
 
 def test_profile_has_provenance_and_every_measured_kind(profile_csv):
@@ -102,8 +125,9 @@ def test_profile_has_provenance_and_every_measured_kind(profile_csv):
     assert {r.device for r in rows} == {"CPU"} and {r.dtype for r in rows} == {"fp32"}
     fwd = {(r.batch, r.seq_len) for r in rows if r.kind == "forward"}
     assert fwd == {(b, s) for b in QUICK["batches"] for s in QUICK["seq_lens"]}
-    for r in rows:
-        assert r.repeats >= 1 and r.p10_ms <= r.median_ms <= r.p90_ms
+    for r in rows:  # rewarm rows are one time constant from all their series: no percentiles
+        assert r.repeats >= 1
+        assert (r.p10_ms, r.p90_ms) == (None, None) if r.kind == "rewarm" else r.p10_ms <= r.median_ms <= r.p90_ms
 
 
 def test_profile_model_reads_measured_medians(profile_csv):
@@ -142,6 +166,13 @@ def test_profile_model_reads_measured_medians(profile_csv):
     assert all(r.n_adapters == 1 and r.beside == 1 for r in rows if r.kind == "wake" and r.beside)
     for (b, s, g), ms in beside.items():
         assert pm.wake_s(cpu, 1.0, lora=True, bb=bb, tokens=b * s, beside=True) == pytest.approx(ms / 1000.0)
+    # one rewarm row beside each group of wake rows: alone (plain, LoRA), beside (per shape),
+    # a slice's (plain, LoRA), at the group's largest gap; the engine reads the one of its table
+    rewarm = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside): r for r in rows if r.kind == "rewarm"}
+    wake_groups = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside) for r in rows if r.kind == "wake"}
+    assert set(rewarm) == wake_groups
+    assert all(r.gap_ms == max(QUICK["wake_gaps_ms"]) and r.median_ms >= 0 for r in rewarm.values())
+    assert pm.rewarm_s(cpu, threads=1) == pytest.approx(rewarm[(*QUICK["contention_shape"], 0, 1, 0)].median_ms / 1000)
     for n in (1, 2, 3):
         for rank in (4, 8, 64):
             assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0

@@ -3,6 +3,8 @@ format round trip, interpolation, extrapolation, fallbacks and error reporting."
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -451,6 +453,66 @@ def test_the_engine_charges_a_slice_its_wake_and_a_shared_process_its_own(tmp_pa
     assert extra == pytest.approx(np.full(n, 0.003), abs=1e-9)
     # co-located replicas are threads of one process: their wake rows are those without threads
     assert lat["colocate", "with"] == pytest.approx(lat["colocate", "without"], abs=1e-12)
+
+
+def test_rewarm_rows_are_read_as_the_wake_rows_they_follow(tmp_path):
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
+    rows = ("rewarm,minilm-l6,CPU,fp32,1,64,,,,,,30,,,20,,100,\n"  # alone, plain: 30 ms
+            "rewarm,minilm-l6,CPU,fp32,1,16,1,,,,,40,,,20,,100,1\n"  # beside, two shapes: median
+            "rewarm,minilm-l6,CPU,fp32,1,128,1,,,,,60,,,20,,100,1\n")
+    pm = ProfileModel(_write(tmp_path / "rewarm.csv", _with_beside(CPU_PROFILE, BESIDE_WAKE + rows)))
+    assert pm.rewarm_s(cpu, bb=bb) == pytest.approx(0.030)
+    assert pm.rewarm_s(cpu, lora=True, bb=bb, beside=True) == pytest.approx(0.050)
+    assert pm.rewarm_s(cpu, bb=get_backbone("bert-base"), beside=True) == pytest.approx(0.050)  # minilm's
+    assert pm.rewarm_s(cpu, threads=1, bb=bb) == 0.0  # no slice rows
+    assert "rewarm" not in pm.fallback_kinds(bb, cpu)
+    # without rows, or a profile from before 1.6: 0
+    assert ProfileModel(_write(tmp_path / "old.csv", CPU_PROFILE)).rewarm_s(cpu, bb=bb) == 0.0
+    with pytest.raises(ValueError, match=r"bad.csv:\d+: missing seq_len \(required for kind rewarm\)"):
+        read_profile(_write(tmp_path / "bad.csv", CPU_PROFILE + "rewarm,minilm-l6,CPU,fp32,1,,,,,,,30,,,20,,100\n"))
+
+
+def test_the_engine_charges_a_batch_what_is_left_of_the_last_wake_up(tmp_path):
+    """A batch after a short gap that follows a woken batch pays more than the gap's wake row
+    (from a settled instance): the rewarm rows say how much of the wake-up the woken batch's
+    busy time took away."""
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.run import prepare, simulate
+    from fmplex_sim.workload import from_arrays
+
+    # alone in its process, plain: a full wake-up 4 ms (100 ms gap and beyond), 2 ms after 10 ms
+    tau_ms = 20.0
+    without = _write(tmp_path / "without.csv", CPU_PROFILE)
+    with_rows = _write(tmp_path / "with.csv", CPU_PROFILE + f"rewarm,minilm-l6,CPU,fp32,1,64,,,,,,{tau_ms},,,20,,100\n")
+    cfg, _, _ = prepare(parse_config({
+        "seed": 1, "duration_s": 2, "drain_s": 5, "cluster": {"device": "CPU", "gpus": 1}, "system": "fmplex",
+        "tasks": [{"name": "a", "backbone": "minilm-l6", "slo_ms": 500, "input_len": 64,
+                   "extensions": [{"kind": "head", "outputs": 2}], "arrival": {"process": "poisson", "rate_rps": 2}}],
+    }, "t.yaml"))
+
+    def run(path, arrivals):
+        wl = from_arrays(("a",), np.array(arrivals), np.zeros(len(arrivals), dtype=np.int32),
+                         np.full(len(arrivals), 64, dtype=np.int32), np.zeros(len(arrivals), dtype=np.int32))
+        rec = simulate(cfg, wl, latency=ProfileModel(path)).records
+        return rec.start_s, rec.finish_s
+
+    start, finish = run(without, [0.2])
+    first = finish[0] - start[0]  # the woken batch: service plus the full 4 ms
+    for gap_s, left in ((0.010, math.exp(-first * 1000.0 / tau_ms)), (1.0, 0.0)):
+        arrivals = [0.2, finish[0] + gap_s]
+        s0, f0 = run(without, arrivals)
+        s1, f1 = run(with_rows, arrivals)
+        assert f1[0] - s1[0] == pytest.approx(first, abs=1e-12)  # the first batch is the same
+        assert s1[1] - f1[0] == pytest.approx(gap_s, abs=1e-9)
+        # 10 ms takes half of the warmth away (2 of 4 ms); the rest of the woken batch's
+        # wake-up, exp(-busy / tau), was still there: 4 x (1 - (1 - left) / 2) ms
+        expected_ms = 4.0 * (1.0 - (1.0 - left) * 0.5) if gap_s < 0.1 else 4.0
+        assert (f1[1] - s1[1]) - (f0[1] - s0[1]) == pytest.approx((expected_ms - (2.0 if gap_s < 0.1 else 4.0)) / 1000.0,
+                                                                   abs=1e-7)
+        if gap_s < 0.1:
+            assert (f1[1] - s1[1]) > (f0[1] - s0[1])  # a short gap after a woken batch costs more
 
 
 def test_a_batchs_contention_scales_with_what_its_shape_gains_from_more_cores(cpu_profile, tmp_path):

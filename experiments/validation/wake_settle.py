@@ -1,17 +1,20 @@
 """How many batches a wake-up lasts: each batch after an idle gap, against a hot series.
 
     python experiments/validation/wake_settle.py [--backbone minilm-l6] [--gap 200]
-        [--samples 25] [--after 4] [--shapes 1x32,1x64]
+        [--samples 25] [--after 4] [--shapes 1x32,1x64] [--beside self,bert-base]
 
 On an instance holding a LoRA adapter (built and served off the main thread, as the runtime
 does), per shape and per condition (the instance's thread pool alone in the process; beside
-another instance's idle pool, every pool then throttled: ``fmplex_exec.threads``): a hot
+the idle pool of each instance named by ``--beside``, ``self`` being the measured instance
+itself as the profiler's rows have it, any other name a LoRA instance of that backbone: every
+pool then throttled, ``fmplex_exec.threads``): a hot
 series of 15 batches back to back, then ``--samples`` times an idle gap (exponential, mean
 ``--gap`` ms) followed by ``--after`` batches back to back. It prints the hot median, each
 position's mean after the gap (#0 is the batch that starts after it), and two estimates of the
 wake-up: #0 minus the batch right after it, and #0 minus the ``WAKE_SETTLE``-th after it (what
 the profiler's ``wake`` rows take). Where the batches after #0 are still slow, the first
-estimate misses what they still pay.
+estimate misses what they still pay. Last, the ``rewarm`` time constant the profiler would
+write from these series (``rewarm_tau_ms``).
 
 Nothing is written; the host must be otherwise idle (2 cores: nothing else running).
 """
@@ -40,16 +43,21 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=25)
     ap.add_argument("--after", type=int, default=4, help="batches timed from the one after the gap")
     ap.add_argument("--shapes", default="1x32,1x64")
+    ap.add_argument("--beside", default="self", help="whose idle pool: self or backbone names, comma-separated")
     args = ap.parse_args()
     if args.after <= P.WAKE_SETTLE:
         ap.error(f"--after must be more than WAKE_SETTLE ({P.WAKE_SETTLE})")
     shapes = [tuple(int(v) for v in part.split("x")) for part in args.shapes.split(",")]
     # built on threads that exit, so the main thread holds no pool
-    fm = off_main(lambda: P._lora_harness_fm(load_backbone(args.backbone, device="cpu", dtype="float32", seed=0)))
+    def build(name: str):
+        return off_main(lambda: P._lora_harness_fm(load_backbone(name, device="cpu", dtype="float32", seed=0)))
+
+    fm = build(args.backbone)
+    others = {name: fm if name == "self" else build(name) for name in args.beside.split(",")}
     rng = random.Random(1)
     print(f"ms per batch; after a gap of ~{args.gap:g} ms: mean of {args.samples} at each position")
-    for cond in ("alone", "beside"):
-        with P.idle_pool_beside(fm, 32) if cond == "beside" else contextlib.nullcontext():
+    for cond in ("alone", *others):
+        with P.idle_pool_beside(others[cond], 32) if cond != "alone" else contextlib.nullcontext():
             for b, s in shapes:
                 reqs = [ExecRequest("plain", s)] * b
 
@@ -73,9 +81,11 @@ def main() -> int:
                 pos = list(zip(*runs))
                 next_pair = statistics.mean(r[0] - r[1] for r in runs)
                 settled = statistics.mean(r[0] - r[P.WAKE_SETTLE] for r in runs)
-                print(f"{cond:6s} {b}x{s:<4d} hot {statistics.median(hot):5.1f} | "
+                tau = P.rewarm_tau_ms([r[:P.WAKE_SETTLE + 1] for r in runs])
+                print(f"{cond:16s} {b}x{s:<4d} hot {statistics.median(hot):5.1f} | "
                       + " ".join(f"#{i} {statistics.mean(p):5.1f}" for i, p in enumerate(pos))
-                      + f" | #0-#1 {next_pair:+5.1f}  #0-#{P.WAKE_SETTLE} {settled:+5.1f}", flush=True)
+                      + f" | #0-#1 {next_pair:+5.1f}  #0-#{P.WAKE_SETTLE} {settled:+5.1f}  rewarm {tau:5.1f} ms",
+                      flush=True)
     return 0
 
 

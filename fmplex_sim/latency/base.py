@@ -91,6 +91,13 @@ class LatencyModel(ABC):
         process holding other instances too (every pool throttled). Default: 0."""
         return 0.0
 
+    def rewarm_s(self, dev: DeviceSpec, lora: bool = False, threads: int = 0,
+                 bb: BackboneSpec | None = None, beside: bool = False) -> float:
+        """Busy seconds over which what is left of a woken instance's wake-up falls by a factor
+        e (arguments as :meth:`wake_s`). Default 0: an instance settles within any batch, and
+        each batch pays ``wake_s`` of its own idle gap only."""
+        return 0.0
+
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """From a request's arrival at an idle instance to its serving thread picking a batch
         (the thread woken, the scheduler asked). Default: 0."""

@@ -1,6 +1,6 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1.5)
+Profile CSV format (version 1.6)
 --------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
@@ -56,6 +56,12 @@ kind                required columns                     what median_ms is
                                                          threads, round trip included;
                                                          ``beside`` k: with k other instances'
                                                          thread pools in the process)
+``rewarm``          batch, seq_len                       busy ms over which what is left of a
+                                                         woken instance's wake-up falls by a
+                                                         factor e (version 1.6): from the
+                                                         batches run back to back after the
+                                                         ``wake`` rows' wake-ups at ``gap_ms``
+                                                         (their largest gap), same columns
 ``dispatch``        (none)                               from a request's arrival at an idle
                                                          instance to its serving thread's pick
                                                          (version 1.3)
@@ -69,8 +75,8 @@ rows with a thread count form their own tables; they describe a CPU slice that o
 cores (a process serving on its main thread). ``wake`` rows with a thread count are a slice's.
 Optional column ``rows`` (version 1.2): on ``contention`` rows, the batch of each concurrent
 forward (with ``seq_len``, the shape they were measured at). Optional column ``beside``
-(version 1.4): on ``wake`` rows, how many other instances' idle thread pools the process
-held while they were measured (0 or empty: none). Optional column ``mean_ms`` (version 1.5):
+(version 1.4): on ``wake`` and ``rewarm`` rows, how many other instances' idle thread pools
+the process held while they were measured (0 or empty: none). Optional column ``mean_ms`` (version 1.5):
 on ``throttle`` and ``wake`` rows, the mean extra time over all samples (finite, >= 0; not
 ordered against the percentiles). These costs are paid by some batches and not others, and
 how often moves with the host's state from one series of batches to the next, so their median
@@ -121,6 +127,15 @@ How :class:`ProfileModel` answers:
   process (those with ``beside`` when the process holds other instances and there are such
   rows), rows with ``threads = n`` for a spatial slice of ``n`` cores (its own process; no
   such rows: 0).
+* rewarm_s: the median over shapes of the ``rewarm`` rows of the table ``wake_s`` reads
+  (same preference), in seconds; without rows, 0. The engine keeps, per CPU instance, how
+  cold it is (0: settled, 1: as cold as the ``wake`` rows' largest gap leaves it). An idle gap
+  takes away the share of the remaining warmth that the ``wake`` rows give for that gap from
+  a settled instance (``wake_s(gap) / wake_s(largest)``); the batch then pays ``coldness x
+  wake_s(largest)``, and its busy time ``d`` leaves ``coldness x exp(-d / rewarm_s)``. So a
+  batch after a short gap that follows a woken batch pays more than one after the same gap
+  that follows a settled stretch of work; without ``rewarm`` rows an instance settles within
+  any batch and pays ``wake_s(gap)``, as before version 1.6.
 * dispatch_s: the median of the device's ``dispatch`` rows (several when profiles are
   merged); without rows, the fallback's (0). The engine picks a batch for an idle instance this
   long after the arrival that wakes it, so requests arriving meanwhile join that batch.
@@ -162,7 +177,7 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.5"
+FORMAT_VERSION = "1.6"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
 OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside", "mean_ms")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4; mean_ms: 1.5
@@ -178,6 +193,7 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "contention": ("batch",),
     "throttle": ("batch", "seq_len"),
     "wake": ("batch", "seq_len"),
+    "rewarm": ("batch", "seq_len"),
     "dispatch": (),
     "load_backbone": ("bytes",),
     "load_extension": ("bytes",),
@@ -208,7 +224,7 @@ class ProfileRow:
     repeats: int
     line: int
     threads: int = 0  # CPU threads it was measured with; 0: all of the device's cores
-    gap_ms: float = 0.0  # wake rows: how long the serving thread had been idle
+    gap_ms: float = 0.0  # wake, rewarm rows: how long the serving thread had been idle
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
     beside: int = 0  # wake rows: other instances' thread pools in the process when measured
     mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5)
@@ -552,6 +568,7 @@ class ProfileModel(LatencyModel):
         # (backbone, device, lora, threads, beside) -> (tokens, gap curves), both by tokens
         self._wake: dict[tuple, tuple] = {}
         self._wake_pick: dict[tuple, tuple | None] = {}  # _wake_table's answers, by its arguments
+        self._rewarm: dict[tuple, float] = {}  # same keys as _wake -> seconds
         self._dispatch: dict[str, float] = {}  # device -> seconds
         self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
@@ -588,6 +605,12 @@ class ProfileModel(LatencyModel):
                 for key, by_tokens in tables.items():
                     ns = tuple(sorted(by_tokens))
                     self._wake[key] = (ns, tuple(_curve(by_tokens[n]) for n in ns))
+            elif kind == "rewarm":
+                taus: dict[tuple, list[float]] = defaultdict(list)
+                for r in rs:
+                    taus[(bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))].append(r.median_ms)
+                for key, xs in taus.items():
+                    self._rewarm[key] = statistics.median(xs) / 1000.0
             elif kind == "dispatch":
                 self._dispatch[dev] = statistics.median(r.median_ms for r in rs) / 1000.0
             else:
@@ -631,8 +654,8 @@ class ProfileModel(LatencyModel):
             return dev in self._overhead
         if kind == "contention":
             return dev in self._contention
-        if kind == "wake":
-            return any(key[1] == dev for key in self._wake)
+        if kind in ("wake", "rewarm"):
+            return any(key[1] == dev for key in (self._wake if kind == "wake" else self._rewarm))
         if kind == "dispatch":
             return dev in self._dispatch
         if kind in ("load_backbone", "load_extension"):
@@ -643,7 +666,7 @@ class ProfileModel(LatencyModel):
 
     def fallback_kinds(self, bb: BackboneSpec, dev: DeviceSpec) -> tuple[str, ...]:
         """Kinds this profile lacks for ``bb`` on ``dev`` (answered by the fallback model)."""
-        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake", "throttle")  # GPUs: unused
+        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake", "rewarm", "throttle")  # GPUs: unused
         return tuple(k for k in KINDS if k not in skip and not self._has(k, bb.name, dev.name))
 
     def _missing(self, kind: str, bb: str, dev: str) -> str:
@@ -859,13 +882,27 @@ class ProfileModel(LatencyModel):
         device; with ``beside``, rows measured beside other pools before those measured alone;
         rows of its kind (LoRA or not) before the others. Chosen once per argument set (the
         engine asks for every batch)."""
-        args = (dev, bb, lora, threads, beside)
+        args = ("wake", dev, bb, lora, threads, beside)
         if args not in self._wake_pick:
-            backbones = ([bb] if bb is not None else []) + sorted({k[0] for k in self._wake if k[1] == dev} - {bb})
-            candidates = ((name, dev, lo, threads, b) for b in ((1, 0) if beside else (0,)) for name in backbones
-                          for lo in dict.fromkeys((lora, 0, 1) if b else (lora, 0)))
-            self._wake_pick[args] = next((self._wake[k] for k in candidates if k in self._wake), None)
+            self._wake_pick[args] = self._pick(self._wake, *args[1:])
         return self._wake_pick[args]
+
+    @staticmethod
+    def _pick(table: dict, dev: str, bb: str | None, lora: int, threads: int, beside: bool):
+        backbones = ([bb] if bb is not None else []) + sorted({k[0] for k in table if k[1] == dev} - {bb})
+        candidates = ((name, dev, lo, threads, b) for b in ((1, 0) if beside else (0,)) for name in backbones
+                      for lo in dict.fromkeys((lora, 0, 1) if b else (lora, 0)))
+        return next((table[k] for k in candidates if k in table), None)
+
+    def rewarm_s(self, dev: DeviceSpec, lora: bool = False, threads: int = 0,
+                 bb: BackboneSpec | None = None, beside: bool = False) -> float:
+        """The ``rewarm`` rows' time constant (s) for this instance, chosen as :meth:`wake_s`
+        chooses its table; 0 without rows."""
+        args = ("rewarm", dev.name, bb.name if bb is not None else None, int(lora), threads, beside)
+        if args not in self._wake_pick:
+            self._wake_pick[args] = self._pick(self._rewarm, *args[1:])
+        tau = self._wake_pick[args]
+        return 0.0 if tau is None else tau
 
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """The median of the device's ``dispatch`` rows, or the fallback's."""
