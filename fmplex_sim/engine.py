@@ -122,7 +122,7 @@ class _Device:
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
                  "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since",
-                 "slice_threads", "running", "dispatch_timer", "cold")
+                 "slice_threads", "running", "dispatch_timer", "cold", "rewarm_s", "busy_since")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
         self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
@@ -137,6 +137,8 @@ class _Instance:
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
         self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
         self.cold = 0.0  # CPU devices: what is left of its last wake-up, as a share of a full one
+        self.rewarm_s = 0.0  # CPU devices: the running batch's rewarm time constant (0: none)
+        self.busy_since = 0.0  # CPU devices: when the running batch started
         self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
         self.wait_timer = False  # a wake-up is set for the end of a scheduler's bounded wait
@@ -435,7 +437,7 @@ class Engine:
                 # thread's beside other instances' pools is the one measured so (when it was).
                 seq = max(r.input_len for r in decision.requests)
                 beside = not inst.slice_threads and inst.cores.members > 1
-                work = service_s + self._wake(inst, now - inst.idle_since, decision.size * seq, beside, service_s)
+                work = service_s + self._wake(inst, now - inst.idle_since, decision.size * seq, beside)
                 own = None  # this batch's slowdown beside others (default: the cores')
                 if not inst.slice_threads:  # a thread of a shared process
                     if beside:
@@ -458,28 +460,30 @@ class Engine:
                     partial(self._host_done, inst, decision, service_s, host)
                 )
 
-    def _wake(self, inst: _Instance, idle_s: float, tokens: int, beside: bool, service_s: float) -> float:
-        """What this batch pays for its serving thread having been idle ``idle_s``, and what it
-        leaves of that for the next batch (``inst.cold``): the gap takes away the share of the
-        instance's warmth that the ``wake`` rows give for it from a settled instance, the batch
-        pays its coldness times a full wake-up, and its busy time rewarms it (``rewarm_s``; 0:
-        settled within the batch). See ``fmplex_sim.latency.profile``, ``rewarm_s``."""
+    def _wake(self, inst: _Instance, idle_s: float, tokens: int, beside: bool) -> float:
+        """What this batch pays for its serving thread having been idle ``idle_s``; its coldness
+        goes to ``inst.cold``: the gap takes away the share of the instance's warmth that the
+        ``wake`` rows give for it from a settled instance, the batch pays its coldness times a
+        full wake-up, and the time it runs rewarms it (``rewarm_s``, applied when it ends, over
+        the wall time it took, contention included; 0: settled within the batch). See
+        ``fmplex_sim.latency.profile``, ``rewarm_s``."""
         lat, dev, lora, threads, bb = self.latency, self.device, inst.cost.has_lora, inst.slice_threads, inst.cost.bb
         lost = lat.wake_s(dev, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
-        tau = lat.rewarm_s(dev, lora, threads, bb=bb, beside=beside)
+        tau = inst.rewarm_s = lat.rewarm_s(dev, lora, threads, bb=bb, beside=beside)
         if tau <= 0:  # no rewarm rows: settled after every batch
             return lost
         full = lat.wake_s(dev, _COLD_S, lora, threads, bb=bb, tokens=tokens, beside=beside)
         if full <= 0:
-            inst.cold = 0.0
+            inst.cold = inst.rewarm_s = 0.0
             return lost
-        cold = 1.0 - (1.0 - inst.cold) * (1.0 - min(1.0, lost / full))
-        extra = cold * full
-        inst.cold = cold * math.exp(-(service_s + extra) / tau)
-        return extra
+        inst.cold = 1.0 - (1.0 - inst.cold) * (1.0 - min(1.0, lost / full))
+        inst.busy_since = self.env.now
+        return inst.cold * full
 
     def _cpu_done(self, inst: _Instance, batch, service_s: float) -> None:
-        inst.idle_since = self.env.now
+        now = inst.idle_since = self.env.now
+        if inst.rewarm_s > 0:
+            inst.cold *= math.exp(-(now - inst.busy_since) / inst.rewarm_s)
         self._complete(inst, batch, service_s, None)
 
     def _drop_expired(self, inst: _Instance, now: float) -> None:

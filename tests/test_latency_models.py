@@ -515,6 +515,40 @@ def test_the_engine_charges_a_batch_what_is_left_of_the_last_wake_up(tmp_path):
             assert (f1[1] - s1[1]) > (f0[1] - s0[1])  # a short gap after a woken batch costs more
 
 
+def test_a_batch_rewarms_its_instance_over_the_wall_time_it_ran_contention_included(tmp_path):
+    """Two co-located replicas' batches run at once (each slowed 1.5x by the contention rows):
+    the time a woken batch takes, not its solo work, is what rewarms its replica."""
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.run import prepare, simulate
+    from fmplex_sim.workload import from_arrays
+
+    tau_ms = 20.0
+    without = _write(tmp_path / "without.csv", CPU_PROFILE)
+    with_rows = _write(tmp_path / "with.csv", CPU_PROFILE + f"rewarm,minilm-l6,CPU,fp32,1,64,,,,,,{tau_ms},,,20,,100\n")
+    cfg, _, _ = prepare(parse_config({
+        "seed": 1, "duration_s": 2, "drain_s": 5, "cluster": {"device": "CPU", "gpus": 1}, "system": "colocate",
+        "tasks": [{"name": n, "backbone": "minilm-l6", "slo_ms": 500, "input_len": 64,
+                   "extensions": [{"kind": "head", "outputs": 2}], "arrival": {"process": "poisson", "rate_rps": 2}}
+                  for n in ("a", "b")],
+    }, "t.yaml"))
+
+    def run(path, arrivals, tasks):
+        wl = from_arrays(("a", "b"), np.array(arrivals), np.array(tasks, dtype=np.int32),
+                         np.full(len(arrivals), 64, dtype=np.int32), np.zeros(len(arrivals), dtype=np.int32))
+        rec = simulate(cfg, wl, latency=ProfileModel(path)).records
+        return rec.start_s, rec.finish_s
+
+    s, f = run(without, [0.2, 0.2], [0, 1])  # both woken at once, contended
+    wall = f[0] - s[0]
+    arrivals, tasks = [0.2, 0.2, f[0] + 0.010], [0, 1, 0]
+    s0, f0 = run(without, arrivals, tasks)
+    s1, f1 = run(with_rows, arrivals, tasks)
+    assert f1[0] - s1[0] == pytest.approx(wall, abs=1e-12) and f1[1] - s1[1] == pytest.approx(wall, abs=1e-12)
+    left = math.exp(-wall * 1000.0 / tau_ms)
+    assert (f1[2] - s1[2]) - (f0[2] - s0[2]) == pytest.approx(4.0 * (1.0 - (1.0 - left) * 0.5) / 1000.0 - 0.002,
+                                                               abs=1e-7)
+
+
 def test_a_batchs_contention_scales_with_what_its_shape_gains_from_more_cores(cpu_profile, tmp_path):
     from fmplex_sim.catalog import get_backbone, get_device
 

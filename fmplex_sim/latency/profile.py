@@ -132,7 +132,8 @@ How :class:`ProfileModel` answers:
   cold it is (0: settled, 1: as cold as the ``wake`` rows' largest gap leaves it). An idle gap
   takes away the share of the remaining warmth that the ``wake`` rows give for that gap from
   a settled instance (``wake_s(gap) / wake_s(largest)``); the batch then pays ``coldness x
-  wake_s(largest)``, and its busy time ``d`` leaves ``coldness x exp(-d / rewarm_s)``. So a
+  wake_s(largest)``, and the wall time ``d`` it runs (slowed by contention or not) leaves
+  ``coldness x exp(-d / rewarm_s)``. So a
   batch after a short gap that follows a woken batch pays more than one after the same gap
   that follows a settled stretch of work; without ``rewarm`` rows an instance settles within
   any batch and pays ``wake_s(gap)``, as before version 1.6.
