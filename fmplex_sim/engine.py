@@ -46,7 +46,6 @@ from fmplex_sim.workload import Workload
 
 # Task states.
 _WAITING, _LOADING, _READY, _ENDED, _UNPLACED = range(5)
-_COLD_S = 3600.0  # an idle gap past every measured one: wake_s answers a full wake-up
 
 
 @dataclass
@@ -461,24 +460,14 @@ class Engine:
                 )
 
     def _wake(self, inst: _Instance, idle_s: float, tokens: int, beside: bool) -> float:
-        """What this batch pays for its serving thread having been idle ``idle_s``; its coldness
-        goes to ``inst.cold``: the gap takes away the share of the instance's warmth that the
-        ``wake`` rows give for it from a settled instance, the batch pays its coldness times a
-        full wake-up, and the time it runs rewarms it (``rewarm_s``, applied when it ends, over
-        the wall time it took, contention included; 0: settled within the batch). See
-        ``fmplex_sim.latency.profile``, ``rewarm_s``."""
+        """What this batch pays for its serving thread having been idle ``idle_s``
+        (``LatencyModel.woken_s``); its coldness stays on ``inst`` until the batch ends, when
+        the wall time it ran (contention included) rewarms it (``rewarm_s``)."""
         lat, dev, lora, threads, bb = self.latency, self.device, inst.cost.has_lora, inst.slice_threads, inst.cost.bb
-        lost = lat.wake_s(dev, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
-        tau = inst.rewarm_s = lat.rewarm_s(dev, lora, threads, bb=bb, beside=beside)
-        if tau <= 0:  # no rewarm rows: settled after every batch
-            return lost
-        full = lat.wake_s(dev, _COLD_S, lora, threads, bb=bb, tokens=tokens, beside=beside)
-        if full <= 0:
-            inst.cold = inst.rewarm_s = 0.0
-            return lost
-        inst.cold = 1.0 - (1.0 - inst.cold) * (1.0 - min(1.0, lost / full))
+        extra, inst.cold = lat.woken_s(dev, inst.cold, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
+        inst.rewarm_s = lat.rewarm_s(dev, lora, threads, bb=bb, beside=beside) if inst.cold > 0 else 0.0
         inst.busy_since = self.env.now
-        return inst.cold * full
+        return extra
 
     def _cpu_done(self, inst: _Instance, batch, service_s: float) -> None:
         now = inst.idle_since = self.env.now

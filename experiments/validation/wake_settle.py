@@ -71,10 +71,9 @@ def main() -> int:
                         for _ in range(3):
                             fm.run_batch(reqs)
                         hot = [timed() for _ in range(15)]
-                        runs = []
-                        for _ in range(args.samples):
-                            time.sleep(rng.expovariate(1000.0 / args.gap))
-                            runs.append([timed() for _ in range(args.after)])
+                        runs: list[list[float]] = []  # the profiler's wake samples, every batch timed
+                        P._wake_pairs(lambda: fm.run_batch(reqs), args.gap, args.samples, rng,
+                                      settle=args.after - 1, series=runs)
                         return hot, runs
 
                 hot, runs = off_main(serve)

@@ -25,6 +25,9 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec, TaskSpec
 LATENCY_MODELS: Registry[type["LatencyModel"]] = Registry("latency model")
 
 
+_COLD_S = 3600.0  # an idle gap past every measured one: wake_s answers a full wake-up
+
+
 class LatencyModel(ABC):
     """Predicts service times of backbone passes. Subclasses say what they are built from."""
 
@@ -93,10 +96,27 @@ class LatencyModel(ABC):
 
     def rewarm_s(self, dev: DeviceSpec, lora: bool = False, threads: int = 0,
                  bb: BackboneSpec | None = None, beside: bool = False) -> float:
-        """Busy seconds over which what is left of a woken instance's wake-up falls by a factor
-        e (arguments as :meth:`wake_s`). Default 0: an instance settles within any batch, and
-        each batch pays ``wake_s`` of its own idle gap only."""
+        """Seconds of running over which what is left of a woken instance's wake-up falls by a
+        factor e (arguments as :meth:`wake_s`). Default 0: an instance settles within any
+        batch, and each batch pays ``wake_s`` of its own idle gap only."""
         return 0.0
+
+    def woken_s(self, dev: DeviceSpec, cold: float, idle_s: float, lora: bool = False, threads: int = 0,
+                bb: BackboneSpec | None = None, tokens: int = 0, beside: bool = False) -> tuple[float, float]:
+        """``(extra seconds, coldness)`` of a batch starting after ``idle_s`` on an instance
+        left ``cold`` (0: settled, 1: as cold as the longest gap leaves it) by its last batch:
+        the gap takes away the share of its warmth that :meth:`wake_s` gives for it from a
+        settled instance, and the batch pays its coldness times a full wake-up (``wake_s`` past
+        every gap). Without :meth:`rewarm_s` the instance is settled after any batch and this
+        is ``wake_s(idle_s)`` (coldness 0)."""
+        lost = self.wake_s(dev, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
+        if self.rewarm_s(dev, lora, threads, bb=bb, beside=beside) <= 0:
+            return lost, 0.0
+        full = self.wake_s(dev, _COLD_S, lora, threads, bb=bb, tokens=tokens, beside=beside)
+        if full <= 0:
+            return lost, 0.0
+        cold = 1.0 - (1.0 - cold) * (1.0 - min(1.0, lost / full))
+        return cold * full, cold
 
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """From a request's arrival at an idle instance to its serving thread picking a batch

@@ -227,7 +227,7 @@ class ProfileRow:
     threads: int = 0  # CPU threads it was measured with; 0: all of the device's cores
     gap_ms: float = 0.0  # wake, rewarm rows: how long the serving thread had been idle
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
-    beside: int = 0  # wake rows: other instances' thread pools in the process when measured
+    beside: int = 0  # wake, rewarm rows: other instances' thread pools in the process when measured
     mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5)
 
     @property
@@ -655,8 +655,10 @@ class ProfileModel(LatencyModel):
             return dev in self._overhead
         if kind == "contention":
             return dev in self._contention
-        if kind in ("wake", "rewarm"):
-            return any(key[1] == dev for key in (self._wake if kind == "wake" else self._rewarm))
+        if kind == "wake":
+            return any(key[1] == dev for key in self._wake)
+        if kind == "rewarm":
+            return any(key[1] == dev for key in self._rewarm)
         if kind == "dispatch":
             return dev in self._dispatch
         if kind in ("load_backbone", "load_extension"):
