@@ -25,15 +25,15 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   ``throttle`` rows: the extra time of a batch whose serving thread shares its process with
   another replica's idle thread pool (:func:`_throttle_rows`); and ``wake`` rows: the extra
   time of a batch after the serving thread slept about ``gap_ms`` over the same batch run
-  again once the wake-up has worn off (:data:`WAKE_SETTLE` batches later), in pairs; again
+  again once the wake-up has worn off (:data:`WAKE_SETTLE` batches later), in pairs, the gaps
+  drawn log-uniformly and binned (:data:`WAKE_GAP_RANGE_MS`, a row per bin); again
   with ``beside`` 1, on an instance holding a LoRA adapter while another instance's thread
   pool waits idle in the process (every pool throttled, as in a process serving several
   instances), at the ``throttle`` shapes, since the cost there grows with the batch
   (:func:`_beside_wake_rows`); again with ``threads`` for a spatial slice, through a slice's
   own worker process (:func:`_slice_wake_rows`): the round trip after the gap over one sent
-  :data:`WAKE_SETTLE` batches later. With each group of ``wake`` rows, a ``rewarm`` row: how
-  fast the batches run back to back after the largest gap's wake-ups lose what is left of it
-  (:func:`rewarm_tau_ms`).
+  :data:`WAKE_SETTLE` batches later. With each group of ``wake`` rows, a ``warmup`` row: how
+  long an instance woken from the longest gaps runs before it has settled (:func:`warmup_ms`).
 * Everything, the model build included, runs on one short-lived thread, never on the main
   thread (:mod:`fmplex_exec.threads`), as the runtime builds and serves.
 * ``dispatch`` (every device): from a request's arrival at an idle instance to its serving
@@ -90,6 +90,21 @@ SWEEPS = 3
 #: so the row is the mean over more of them.
 THROTTLE_SWEEPS = 6
 
+#: ``wake`` rows: the idle gaps (ms) are drawn log-uniformly over this range, within each of
+#: :data:`WAKE_BINS` bins of equal width in log(gap), the same number in each; a row per bin,
+#: at its geometric centre. Drawn so that a row sees every gap in its bin; binned finely, since
+#: the cost can jump within a few ms of gap: on the 2-core machine beside another instance's
+#: pool, a MiniLM 1 x 64 batch paid +1.7 ms after 45 ms idle and +10.5 ms after 60
+#: (``experiments/validation/wake_curve.py``). Until format 1.7 the rows took exponential gaps
+#: of mean 2, 20 and 200 ms, and read them as if each were that gap: the 200 ms row mixed in the
+#: quarter of its gaps that fell below the jump, and the model drew a straight line from 20 to
+#: 200 ms through it (+5.9 ms at 100 ms where the batch paid +9 to +14).
+WAKE_GAP_RANGE_MS = (3.0, 600.0)
+WAKE_BINS = 7
+#: ``warmup`` rows: measured after the wake-ups of the top bins, the gaps that leave an instance
+#: coldest (all of them when there are fewer bins)
+WARMUP_TOP_BINS = 2
+
 
 def _swept(points, measure: Callable[[object, int], list[float]], sweeps: int = SWEEPS) -> dict:
     """``{point: samples}``: ``measure(point, sweep)`` for every point in each of ``sweeps``
@@ -105,7 +120,7 @@ QUICK = dict(batches=(1, 2), seq_lens=(8, 16), adapters=(1, 2), ranks=(4,), outp
              lora_points=((2, 16),), overhead_batches=(1, 2), extension_sizes=((4, 2),),
              thread_counts=(1,), contention_streams=(1, 2), contention_shape=(2, 16),
              throttle_shapes=((1, 8), (2, 16)),
-             wake_gaps_ms=(5.0,), dispatch_requests=10,
+             wake_gap_range_ms=(2.0, 8.0), wake_bins=2, dispatch_requests=10,
              repeats=3, warmup=1)
 
 
@@ -417,7 +432,8 @@ def profile_backbone(
     contention_streams: Sequence[int] = (1, 2, 3, 4),
     contention_shape: tuple[int, int] = (4, 64),
     throttle_shapes: Sequence[tuple[int, int]] = ((1, 16), (1, 128), (4, 128)),
-    wake_gaps_ms: Sequence[float] = (2.0, 20.0, 200.0),
+    wake_gap_range_ms: tuple[float, float] = WAKE_GAP_RANGE_MS,
+    wake_bins: int = WAKE_BINS,
     wake_shape: tuple[int, int] = (1, 64),
     dispatch_requests: int = 100,
     extension_sizes: Sequence[tuple[int, int]] = ((8, 2), (16, 128), (64, 1000)),
@@ -448,7 +464,8 @@ def profile_backbone(
         outputs, lora_points = QUICK["outputs"], QUICK["lora_points"]
         overhead_batches, extension_sizes = QUICK["overhead_batches"], QUICK["extension_sizes"]
         thread_counts, contention_streams = QUICK["thread_counts"], QUICK["contention_streams"]
-        contention_shape, wake_gaps_ms = QUICK["contention_shape"], QUICK["wake_gaps_ms"]
+        contention_shape = QUICK["contention_shape"]
+        wake_gap_range_ms, wake_bins = QUICK["wake_gap_range_ms"], QUICK["wake_bins"]
         throttle_shapes, dispatch_requests = QUICK["throttle_shapes"], QUICK["dispatch_requests"]
         wake_shape = QUICK["contention_shape"]
         repeats, warmup = QUICK["repeats"], QUICK["warmup"]
@@ -486,9 +503,9 @@ def profile_backbone(
                                          gate, repeats, say)
                 lora_fm = _lora_harness_fm(bb)
                 rows += _throttle_rows(bb, lora_fm, common, throttle_shapes, gate, repeats, say)
-                rows += _wake_rows(bb, lora_fm, common, wake_gaps_ms, wake_shape, gate, repeats, say)
-                rows += _beside_wake_rows(bb, lora_fm, common, wake_gaps_ms, throttle_shapes, gate,
-                                          repeats, say)
+                gaps = WakeGaps(*wake_gap_range_ms, wake_bins)
+                rows += _wake_rows(bb, lora_fm, common, gaps, wake_shape, gate, repeats, say)
+                rows += _beside_wake_rows(bb, lora_fm, common, gaps, throttle_shapes, gate, repeats, say)
                 del lora_fm
                 # Slices: a spatial replica is a process serving alone with torch limited to
                 # its cores; measured with that many threads on this same lone thread.
@@ -497,7 +514,7 @@ def profile_backbone(
                 for n in counts:
                     rows += _thread_rows(bb, common, n, batches, seq_lens, adapters, ranks, lora_points,
                                          gen, clock, gate, repeats, warmup, max_point_s, say)
-                    rows += _slice_wake_rows(name, common, n, wake_gaps_ms, wake_shape, gate, repeats,
+                    rows += _slice_wake_rows(name, common, n, gaps, wake_shape, gate, repeats,
                                              dtype, seed, say)
         rows += _load_rows(bb, common, extension_sizes, clock, gate, min(repeats, 5), say)
         rows += _dispatch_rows(name, common, dispatch_requests, gate, seed, say)
@@ -650,14 +667,14 @@ def _thread_rows(bb, common, threads, batches, seq_lens, adapters, ranks, lora_p
     return [dict(r, threads=threads) for r in rows]
 
 
-def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[dict]:
-    """Extra time of a batch that starts after the serving thread was idle for gaps drawn
-    exponentially with mean ``gap_ms`` (its worker threads gone to sleep, caches cold), through
-    the runtime's ``PhysicalFM.run_batch``, on an instance without LoRA (``n_adapters`` empty)
-    and on one holding an adapter (``n_adapters`` 1: every layer's LoRA hooks run, many small
-    ops that each wake the threads). Each sample is a pair: the batch after the gap minus the
-    same batch run again once the wake-up has worn off (:func:`_wake_pairs`), so the host's
-    speed drifting over the series cancels."""
+def _wake_rows(bb, lora_fm, common, gaps: "WakeGaps", shape, gate, repeats, say) -> list[dict]:
+    """Extra time of a batch that starts after the serving thread was idle (its worker threads
+    gone to sleep, caches cold), at each of ``gaps``' bins, through the runtime's
+    ``PhysicalFM.run_batch``, on an instance without LoRA (``n_adapters`` empty) and on one
+    holding an adapter (``n_adapters`` 1: every layer's LoRA hooks run, many small ops that
+    each wake the threads). Each sample is a pair: the batch after the gap minus the same batch
+    run again once the wake-up has worn off (:func:`_wake_pairs`), so the host's speed
+    drifting over the series cancels."""
     import random
 
     b, s = shape
@@ -666,42 +683,70 @@ def _wake_rows(bb, lora_fm, common, gaps_ms, shape, gate, repeats, say) -> list[
     fms = {0: _harness_fm(bb, [_task("plain", bb)]), 1: lora_fm}
     rows = []
     for lora, fm in fms.items():
-        rows += _wake_gap_rows(fm, common, b, s, gaps_ms, gate, max(repeats, 20), rng, say,
+        rows += _wake_gap_rows(fm, common, b, s, gaps, gate, max(repeats, 20), rng, say,
                                "LoRA" if lora else "plain", n_adapters=lora or None)
     return rows
 
 
-def _wake_gap_rows(fm, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) -> list[dict]:
+def _wake_gap_rows(fm, common, b, s, gaps: "WakeGaps", gate, n, rng, say, label, **cols) -> list[dict]:
     """:func:`_wake_run_rows` of a batch of ``b`` x ``s`` through ``fm.run_batch``."""
     from fmplex_exec.vfm import ExecRequest
 
     reqs = [ExecRequest("plain", s)] * b
-    return _wake_run_rows(lambda: fm.run_batch(reqs), common, b, s, gaps_ms, gate, n, rng, say, label, **cols)
+    return _wake_run_rows(lambda: fm.run_batch(reqs), common, b, s, gaps, gate, n, rng, say, label, **cols)
 
 
-def _wake_run_rows(run, common, b, s, gaps_ms, gate, n, rng, say, label, **cols) -> list[dict]:
-    """One ``wake`` row per gap of ``gaps_ms``: :func:`_wake_pairs` of ``run`` (a batch of ``b``
-    x ``s``); and one ``rewarm`` row from the batches run after the largest gap's wake-ups
-    (:func:`rewarm_tau_ms`). ``cols`` are the rows' own columns (``n_adapters``, ``beside``,
-    ``threads``)."""
+class WakeGaps:
+    """The idle gaps of one group of ``wake`` rows (:data:`WAKE_GAP_RANGE_MS`)."""
+
+    def __init__(self, lo_ms: float, hi_ms: float, bins: int) -> None:
+        if not 0 < lo_ms < hi_ms or bins < 1:
+            raise ValueError(f"wake gaps: need 0 < lo < hi and bins >= 1, got {lo_ms}, {hi_ms}, {bins}")
+        self.lo, self.hi, self.bins = math.log(lo_ms), math.log(hi_ms), bins
+        self.width = (self.hi - self.lo) / bins
+
+    def centre_ms(self, k: int) -> float:
+        return round(math.exp(self.lo + (k + 0.5) * self.width), 1)
+
+    def draw(self, per_bin: int, rng) -> list[tuple[int, float]]:
+        """``(bin, gap ms)``: ``per_bin`` gaps in each bin, log-uniform within it, shuffled (so
+        the host's drift over the series does not follow the gap)."""
+        out = [(k, math.exp(self.lo + (k + rng.random()) * self.width))
+               for k in range(self.bins) for _ in range(per_bin)]
+        rng.shuffle(out)
+        return out
+
+
+def _wake_run_rows(run, common, b, s, gaps: WakeGaps, gate, n, rng, say, label, **cols) -> list[dict]:
+    """One ``wake`` row per bin of ``gaps``: :func:`_wake_pairs` of ``run`` (a batch of ``b`` x
+    ``s``), ``max(n // 2, 6)`` pairs per bin; and one ``warmup`` row from the batches run after
+    the wake-ups of the top bins (:func:`warmup_ms`). ``cols`` are the rows' own columns
+    (``n_adapters``, ``beside``, ``threads``)."""
+    drawn = gaps.draw(max(n // 2, 6), rng)
+
+    def pairs() -> tuple[list[float], list[list[float]]]:
+        series: list[list[float]] = []  # a fresh list each time the gate runs it again
+        return _wake_pairs(run, [g for _, g in drawn], series=series), series
+
+    extra, series = gate.run(pairs)
     rows = []
-    last = max(gaps_ms)
-    series: list[list[float]] = []
-    for gap in gaps_ms:
-        extra = gate.run(lambda: _wake_pairs(run, gap, n, rng, series=series if gap == last else None))
-        rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gap, **cols,
-                         **summarize(extra, extra_cost=True)))
-        say(f"wake after ~{gap} ms idle ({label}, batch {b} x {s}): +{rows[-1]['mean_ms']:.3f} ms mean, "
-            f"+{rows[-1]['median_ms']:.3f} median")
-    tau = rewarm_tau_ms(series)
-    rows.append(dict(common, kind="rewarm", batch=b, seq_len=s, gap_ms=last, **cols, median_ms=round(tau, 6),
-                     p10_ms=None, p90_ms=None, repeats=len(series)))
-    say(f"rewarm after ~{last} ms idle ({label}, batch {b} x {s}): what is left of the wake-up "
-        f"falls by e every {tau:.1f} busy ms")
+    for k in range(gaps.bins):
+        xs = [x for (kk, _), x in zip(drawn, extra) if kk == k]
+        rows.append(dict(common, kind="wake", batch=b, seq_len=s, gap_ms=gaps.centre_ms(k), **cols,
+                         **summarize(xs, extra_cost=True)))
+        say(f"wake after ~{gaps.centre_ms(k)} ms idle ({label}, batch {b} x {s}): "
+            f"+{rows[-1]['mean_ms']:.3f} ms mean, +{rows[-1]['median_ms']:.3f} median")
+    top = max(0, gaps.bins - WARMUP_TOP_BINS)
+    coldest = [t for (k, _), t in zip(drawn, series) if k >= top]
+    w = warmup_ms(coldest)
+    rows.append(dict(common, kind="warmup", batch=b, seq_len=s, gap_ms=round(math.exp(gaps.lo + top * gaps.width), 1),
+                     **cols, median_ms=round(w, 6), p10_ms=None, p90_ms=None, repeats=len(coldest)))
+    say(f"warm-up after ~{rows[-1]['gap_ms']} ms idle and more ({label}, batch {b} x {s}): "
+        f"settled after {w:.1f} ms of running")
     return rows
 
 
-def _beside_wake_rows(bb, lora_fm, common, gaps_ms, shapes, gate, repeats, say) -> list[dict]:
+def _beside_wake_rows(bb, lora_fm, common, gaps: WakeGaps, shapes, gate, repeats, say) -> list[dict]:
     """``wake`` rows with ``beside`` 1: :func:`_wake_rows`'s pairs on the instance holding an
     adapter while another instance's OpenMP pool waits idle in this process, so every pool
     sleeps between parallel loops (:mod:`fmplex_exec.threads`), as in a process serving
@@ -715,7 +760,7 @@ def _beside_wake_rows(bb, lora_fm, common, gaps_ms, shapes, gate, repeats, say) 
     rows = []
     with idle_pool_beside(lora_fm, shapes[0][1] if shapes else 16):
         for b, s in dict.fromkeys((b, bb.spec.default_input_len if _is_vision(bb) else s) for b, s in shapes):
-            rows += _wake_gap_rows(lora_fm, common, b, s, gaps_ms, gate, n, rng, say,
+            rows += _wake_gap_rows(lora_fm, common, b, s, gaps, gate, n, rng, say,
                                    "LoRA, beside another pool", n_adapters=1, beside=1)
     return rows
 
@@ -756,14 +801,14 @@ def idle_pool_beside(fm, seq_len: int):
 WAKE_SETTLE = 3
 
 
-def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: int = WAKE_SETTLE,
+def _wake_pairs(run: Callable[[], object], gaps_ms: Sequence[float], settle: int = WAKE_SETTLE,
                 series: list | None = None) -> list[float]:
-    """``n`` pairs: ``run()`` after an idle gap (exponential, mean ``gap_ms``) minus the
-    ``settle``-th ``run()`` after it, run back to back (the ones between pay what is left of the
-    wake-up), in ms (negative by noise at times: ``summarize(extra_cost=True)`` clamps); two
-    untimed runs first. Pairing with a batch run moments later cancels the host's drift over
-    the series. ``series``: a list that gets, per pair, the times (ms) of all ``settle + 1``
-    runs, from the one after the gap to the settled one."""
+    """A pair per gap of ``gaps_ms``: ``run()`` after idling that long minus the ``settle``-th
+    ``run()`` after it, run back to back (the ones between pay what is left of the wake-up), in
+    ms (negative by noise at times: ``summarize(extra_cost=True)`` clamps); two untimed runs
+    first. Pairing with a batch run moments later cancels the host's drift over the series.
+    ``series``: a list that gets, per pair, the times (ms) of all ``settle + 1`` runs, from the
+    one after the gap to the settled one."""
     def timed() -> float:
         t0 = time.perf_counter()
         run()
@@ -772,8 +817,8 @@ def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: i
     for _ in range(2):
         run()
     out = []
-    for _ in range(n):
-        time.sleep(rng.expovariate(1000.0 / gap_ms))
+    for gap in gaps_ms:
+        time.sleep(gap / 1000.0)
         times = [timed() for _ in range(settle + 1)]
         out.append(times[0] - times[-1])
         if series is not None:
@@ -781,40 +826,38 @@ def _wake_pairs(run: Callable[[], object], gap_ms: float, n: int, rng, settle: i
     return out
 
 
-#: ``rewarm``: a wake-up smaller than this (ms) leaves nothing to rewarm (the time constant
-#: of noise is noise), and the row says 0
-REWARM_MIN_MS = 0.5
-_REWARM_CLAMP = 0.02  # ratios of what is left kept within [this, 1 - this] before the log
+#: ``warmup``: a wake-up smaller than this (ms) leaves nothing to settle (how long noise lasts
+#: is noise), and the row says 0
+WARMUP_MIN_MS = 0.5
 
 
-def rewarm_tau_ms(series: Sequence[Sequence[float]]) -> float:
-    """The ``rewarm`` time constant from :func:`_wake_pairs`' ``series`` (per wake-up, the
-    times of the batch after the gap, those run back to back after it, and the settled one
-    last): with ``e_k`` the mean extra of batch ``k`` over the settled one and ``B_k`` the mean
-    busy time before it, the least-squares ``tau`` of ``e_k / e_0 = exp(-B_k / tau)`` over the
-    batches between (through the origin in log space). 0 when the wake-up's mean is below
-    :data:`REWARM_MIN_MS` or there is no batch between."""
-    if not series or len(series[0]) < 3:
+def warmup_ms(series: Sequence[Sequence[float]]) -> float:
+    """The ``warmup`` row from :func:`_wake_pairs`' ``series`` (per wake-up, the times of the
+    batch after the gap, those run back to back after it, and the settled one last): how long
+    the instance ran cold, if it runs at the woken batch's pace until it settles. With ``t_k``
+    the mean time of batch ``k`` and ``e_k`` its mean extra over the settled one, a batch ran
+    ``e_k / e_0 x t_0`` ms cold (its extra at the woken batch's pace; at most ``t_k``): the sum
+    of those, the woken batch's ``t_0`` first. 0 when the wake-up's mean is below
+    :data:`WARMUP_MIN_MS`."""
+    if not series or len(series[0]) < 2:
         return 0.0
     e0 = statistics.fmean(t[0] - t[-1] for t in series)
-    if e0 < REWARM_MIN_MS:
+    if e0 < WARMUP_MIN_MS:
         return 0.0
-    num = den = 0.0
+    t0 = statistics.fmean(t[0] for t in series)
+    total = t0
     for k in range(1, len(series[0]) - 1):
-        busy = statistics.fmean(sum(t[:k]) for t in series)
         left = statistics.fmean(t[k] - t[-1] for t in series) / e0
-        y = math.log(min(max(left, _REWARM_CLAMP), 1.0 - _REWARM_CLAMP))
-        num += busy * busy
-        den += busy * y
-    return -num / den
+        total += min(max(left, 0.0) * t0, statistics.fmean(t[k] for t in series))
+    return total
 
 
-def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype, seed, say) -> list[dict]:
+def _slice_wake_rows(name, common, threads, gaps: WakeGaps, shape, gate, repeats, dtype, seed, say) -> list[dict]:
     """``wake`` rows with ``threads``: what a spatial slice pays for having been idle. A
     slice is its own process pinned to its cores (:class:`~fmplex_exec.executors.ProcessExecutor`,
     exactly as the runtime starts one), reached through a pipe; after an idle gap its process
     must be woken and scheduled and its caches are cold. Timed as the runtime sees it, the
-    round trip of a batch sent after a gap (exponential, mean ``gap_ms``) minus the same batch
+    round trip of a batch sent after an idle gap minus the same batch
     sent :data:`WAKE_SETTLE` batches later: pairs, as in :func:`_wake_rows`. Plain and LoRA (``n_adapters`` 1)."""
     import random
     from types import SimpleNamespace
@@ -837,7 +880,7 @@ def _slice_wake_rows(name, common, threads, gaps_ms, shape, gate, repeats, dtype
                 raise RuntimeError(f"slice process for {name} failed to load: {ex.failed}")
             gate.pids = [ex.proc.pid]
             batch = Batch(tuple(Request(i, "plain", 0.0, s, 0) for i in range(b)))
-            rows += _wake_run_rows(lambda: ex(batch), common, b, s, gaps_ms, gate, n, rng, say,
+            rows += _wake_run_rows(lambda: ex(batch), common, b, s, gaps, gate, n, rng, say,
                                    f"slice, {'LoRA' if lora else 'plain'}, {threads} thread(s), own process",
                                    threads=threads, n_adapters=lora or None)
         finally:

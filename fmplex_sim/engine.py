@@ -34,7 +34,7 @@ from fmplex_sim.catalog import BACKBONES, get_device
 from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
-from fmplex_sim.latency.base import InstanceCost, LatencyModel
+from fmplex_sim.latency.base import SETTLED, InstanceCost, LatencyModel
 from fmplex_sim.policies.placement import InstancePlan, Placement, make_placement
 from fmplex_sim.policies.placement.spatial import first_slice
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
@@ -121,7 +121,7 @@ class _Device:
 class _Instance:
     __slots__ = ("plan", "idx", "sched", "cost", "view", "device", "outstanding",
                  "inflight", "last_host", "jit_timer", "wait_timer", "cores", "idle_since",
-                 "slice_threads", "running", "dispatch_timer", "cold", "rewarm_s", "busy_since")
+                 "slice_threads", "running", "dispatch_timer", "warmth", "beside", "busy_since")
 
     def __init__(self, plan, idx, sched, cost, view, device, cores=None) -> None:
         self.cores: SharedCores | None = cores  # CPU devices: the cores it runs on, shared
@@ -135,8 +135,8 @@ class _Instance:
         self.inflight = 0  # batches picked and not yet finished
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
         self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
-        self.cold = 0.0  # CPU devices: what is left of its last wake-up, as a share of a full one
-        self.rewarm_s = 0.0  # CPU devices: the running batch's rewarm time constant (0: none)
+        self.warmth = SETTLED  # CPU devices: how cold its last batch left it (LatencyModel.woken)
+        self.beside = False  # CPU devices: whether its running batch shares a process with others
         self.busy_since = 0.0  # CPU devices: when the running batch started
         self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
@@ -436,11 +436,12 @@ class Engine:
                 # thread's beside other instances' pools is the one measured so (when it was).
                 seq = max(r.input_len for r in decision.requests)
                 beside = not inst.slice_threads and inst.cores.members > 1
-                work = service_s + self._wake(inst, now - inst.idle_since, decision.size * seq, beside)
+                work = service_s
+                if beside:
+                    work += self.latency.pool_throttle_s(inst.cost.bb, self.device, decision.size, seq)
+                work += self._wake(inst, now - inst.idle_since, work, decision.size * seq, beside)
                 own = None  # this batch's slowdown beside others (default: the cores')
                 if not inst.slice_threads:  # a thread of a shared process
-                    if beside:
-                        work += self.latency.pool_throttle_s(inst.cost.bb, self.device, decision.size, seq)
                     # beside other threads' batches, as much slower as its shape loses with fewer cores
                     own = partial(self.latency.contention_for, inst.cost.bb, self.device,
                                   rows=decision.size, seq_len=seq)
@@ -459,20 +460,22 @@ class Engine:
                     partial(self._host_done, inst, decision, service_s, host)
                 )
 
-    def _wake(self, inst: _Instance, idle_s: float, tokens: int, beside: bool) -> float:
-        """What this batch pays for its serving thread having been idle ``idle_s``
-        (``LatencyModel.woken_s``); its coldness stays on ``inst`` until the batch ends, when
-        the wall time it ran (contention included) rewarms it (``rewarm_s``)."""
-        lat, dev, lora, threads, bb = self.latency, self.device, inst.cost.has_lora, inst.slice_threads, inst.cost.bb
-        extra, inst.cold = lat.woken_s(dev, inst.cold, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
-        inst.rewarm_s = lat.rewarm_s(dev, lora, threads, bb=bb, beside=beside) if inst.cold > 0 else 0.0
+    def _wake(self, inst: _Instance, idle_s: float, hot_s: float, tokens: int, beside: bool) -> float:
+        """What this batch (``hot_s`` once settled) pays for its serving thread having been idle
+        ``idle_s`` (``LatencyModel.woken``); the warmth it leaves stays on ``inst`` until the
+        batch ends, when the wall time it ran (contention included) warms it (``ran``)."""
+        lat, cost = self.latency, inst.cost
+        extra, inst.warmth = lat.woken(self.device, inst.warmth, idle_s, hot_s, cost.has_lora, inst.slice_threads,
+                                       bb=cost.bb, tokens=tokens, beside=beside)
+        inst.beside = beside
         inst.busy_since = self.env.now
         return extra
 
     def _cpu_done(self, inst: _Instance, batch, service_s: float) -> None:
         now = inst.idle_since = self.env.now
-        if inst.rewarm_s > 0:
-            inst.cold *= math.exp(-(now - inst.busy_since) / inst.rewarm_s)
+        if inst.warmth.cold > 0:
+            inst.warmth = self.latency.ran(self.device, inst.warmth, now - inst.busy_since, inst.cost.has_lora,
+                                           inst.slice_threads, bb=inst.cost.bb, beside=inst.beside)
         self._complete(inst, batch, service_s, None)
 
     def _drop_expired(self, inst: _Instance, now: float) -> None:

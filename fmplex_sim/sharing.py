@@ -14,8 +14,9 @@ does on it:
   ``fmplex_exec.threads``): the engine adds the latency model's ``pool_throttle_s`` (by the
   batch's tokens) when ``members > 1``, and reads its wake-up after an idle gap from the rows
   measured beside other pools (``wake_s(..., beside=True)``); a process holding one instance
-  does neither. A wake-up outlasts its batch: the engine carries what is left of it to the
-  instance's next batch (``rewarm_s``; every instance, slices too).
+  does neither. A wake-up outlasts its batch: the engine carries the instance's coldness to its
+  next batch (``LatencyModel.woken`` and ``ran``: ``warmup_s``, or ``rewarm_s`` for format 1.6
+  profiles; every instance, slices too).
 * ``spatial`` runs one process per slice, pinned to the cores :func:`slice_cores` gives it
   (as many threads as cores). Slices pinned to the same cores time-share them the same way
   (the operating system's fair scheduler; ``k`` processes on one core each get ``1/k``).

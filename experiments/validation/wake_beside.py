@@ -89,7 +89,8 @@ def main() -> int:
                 with torch.inference_mode():
                     for g in args.gaps:
                         res.setdefault((cond, b, s, g), []).extend(
-                            P._wake_pairs(lambda: fm.run_batch(reqs), g, args.pairs, rng))
+                            P._wake_pairs(lambda: fm.run_batch(reqs),
+                                          [rng.expovariate(1.0 / g) for _ in range(args.pairs)]))
 
         for cyc in range(args.cycles):
             for cond in (("alone", "beside") if cyc % 2 == 0 else ("beside", "alone")):

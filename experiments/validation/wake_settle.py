@@ -13,8 +13,8 @@ series of 15 batches back to back, then ``--samples`` times an idle gap (exponen
 position's mean after the gap (#0 is the batch that starts after it), and two estimates of the
 wake-up: #0 minus the batch right after it, and #0 minus the ``WAKE_SETTLE``-th after it (what
 the profiler's ``wake`` rows take). Where the batches after #0 are still slow, the first
-estimate misses what they still pay. Last, the ``rewarm`` time constant the profiler would
-write from these series (``rewarm_tau_ms``).
+estimate misses what they still pay. Last, the ``warmup`` row the profiler would write from
+these series (``warmup_ms``: how long the instance ran before it settled).
 
 Nothing is written; the host must be otherwise idle (2 cores: nothing else running).
 """
@@ -72,18 +72,18 @@ def main() -> int:
                             fm.run_batch(reqs)
                         hot = [timed() for _ in range(15)]
                         runs: list[list[float]] = []  # the profiler's wake samples, every batch timed
-                        P._wake_pairs(lambda: fm.run_batch(reqs), args.gap, args.samples, rng,
-                                      settle=args.after - 1, series=runs)
+                        gaps = [rng.expovariate(1.0 / args.gap) for _ in range(args.samples)]
+                        P._wake_pairs(lambda: fm.run_batch(reqs), gaps, settle=args.after - 1, series=runs)
                         return hot, runs
 
                 hot, runs = off_main(serve)
                 pos = list(zip(*runs))
                 next_pair = statistics.mean(r[0] - r[1] for r in runs)
                 settled = statistics.mean(r[0] - r[P.WAKE_SETTLE] for r in runs)
-                tau = P.rewarm_tau_ms([r[:P.WAKE_SETTLE + 1] for r in runs])
+                warm = P.warmup_ms([r[:P.WAKE_SETTLE + 1] for r in runs])
                 print(f"{cond:16s} {b}x{s:<4d} hot {statistics.median(hot):5.1f} | "
                       + " ".join(f"#{i} {statistics.mean(p):5.1f}" for i, p in enumerate(pos))
-                      + f" | #0-#1 {next_pair:+5.1f}  #0-#{P.WAKE_SETTLE} {settled:+5.1f}  rewarm {tau:5.1f} ms",
+                      + f" | #0-#1 {next_pair:+5.1f}  #0-#{P.WAKE_SETTLE} {settled:+5.1f}  warm-up {warm:5.1f} ms",
                       flush=True)
     return 0
 

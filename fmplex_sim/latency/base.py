@@ -15,8 +15,9 @@ and caches answers per batch shape for the life of one run.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from fmplex_sim.records import Batch
 from fmplex_sim.registry import Registry
@@ -26,6 +27,17 @@ LATENCY_MODELS: Registry[type["LatencyModel"]] = Registry("latency model")
 
 
 _COLD_S = 3600.0  # an idle gap past every measured one: wake_s answers a full wake-up
+
+
+class Warmth(NamedTuple):
+    """How cold a CPU instance is between its batches (the engine keeps one per instance;
+    :meth:`LatencyModel.woken` and :meth:`LatencyModel.ran` move it)."""
+
+    cold: float = 0.0  # what is left of its wake-ups, as a share of a full one (0: settled)
+    left_s: float = 0.0  # ``warmup_s`` models: seconds of running it still needs to settle
+
+
+SETTLED = Warmth()
 
 
 class LatencyModel(ABC):
@@ -101,22 +113,57 @@ class LatencyModel(ABC):
         batch, and each batch pays ``wake_s`` of its own idle gap only."""
         return 0.0
 
-    def woken_s(self, dev: DeviceSpec, cold: float, idle_s: float, lora: bool = False, threads: int = 0,
-                bb: BackboneSpec | None = None, tokens: int = 0, beside: bool = False) -> tuple[float, float]:
-        """``(extra seconds, coldness)`` of a batch starting after ``idle_s`` on an instance
-        left ``cold`` (0: settled, 1: as cold as the longest gap leaves it) by its last batch:
-        the gap takes away the share of its warmth that :meth:`wake_s` gives for it from a
-        settled instance, and the batch pays its coldness times a full wake-up (``wake_s`` past
-        every gap). Without :meth:`rewarm_s` the instance is settled after any batch and this
-        is ``wake_s(idle_s)`` (coldness 0)."""
+    def warmup_s(self, dev: DeviceSpec, lora: bool = False, threads: int = 0,
+                 bb: BackboneSpec | None = None, beside: bool = False) -> float:
+        """Seconds a woken instance runs before it has settled, idle time meanwhile pushing that
+        back (arguments as :meth:`wake_s`). Default 0: no such delay (:meth:`rewarm_s` or
+        nothing decides)."""
+        return 0.0
+
+    def woken(self, dev: DeviceSpec, warmth: Warmth, idle_s: float, hot_s: float, lora: bool = False,
+              threads: int = 0, bb: BackboneSpec | None = None, tokens: int = 0,
+              beside: bool = False) -> tuple[float, Warmth]:
+        """``(extra seconds, warmth)`` of a batch of ``hot_s`` (settled) starting after ``idle_s``
+        on an instance left ``warmth`` by its last batch. A gap makes a settled instance as cold
+        as :meth:`wake_s` gives for it, as a share of a full wake-up (``wake_s`` past every gap).
+
+        * With :meth:`warmup_s` ``W``: an instance already cold keeps its coldness (the larger of
+          the two) and the idle time adds to the running it still needs (at most ``W``); a
+          settled one needs ``W``. The batch pays coldness x a full wake-up, times the share of
+          it that runs before it settles (the running still needed over ``W`` or over the woken
+          batch's time, whichever is shorter: the ``wake`` rows measured that batch whole), and
+          never less than a settled instance pays for the gap.
+        * Else with :meth:`rewarm_s`: the gap takes away the share of its warmth that
+          ``wake_s`` gives for it, and the batch pays coldness x a full wake-up.
+        * Else the instance settles within any batch, and this is ``wake_s(idle_s)``."""
         lost = self.wake_s(dev, idle_s, lora, threads, bb=bb, tokens=tokens, beside=beside)
-        if self.rewarm_s(dev, lora, threads, bb=bb, beside=beside) <= 0:
-            return lost, 0.0
+        settle = self.warmup_s(dev, lora, threads, bb=bb, beside=beside)
+        if settle <= 0 and self.rewarm_s(dev, lora, threads, bb=bb, beside=beside) <= 0:
+            return lost, SETTLED
         full = self.wake_s(dev, _COLD_S, lora, threads, bb=bb, tokens=tokens, beside=beside)
         if full <= 0:
-            return lost, 0.0
-        cold = 1.0 - (1.0 - cold) * (1.0 - min(1.0, lost / full))
-        return cold * full, cold
+            return lost, SETTLED
+        share = min(1.0, lost / full)
+        if settle <= 0:
+            cold = 1.0 - (1.0 - warmth.cold) * (1.0 - share)
+            return cold * full, Warmth(cold, 0.0)
+        cold = max(warmth.cold, share)
+        left = settle if warmth.cold <= 0 else min(settle, warmth.left_s + idle_s)
+        return max(lost, cold * full * min(1.0, left / min(settle, hot_s + full))), Warmth(cold, left)
+
+    def ran(self, dev: DeviceSpec, warmth: Warmth, wall_s: float, lora: bool = False, threads: int = 0,
+            bb: BackboneSpec | None = None, beside: bool = False) -> Warmth:
+        """``warmth`` after a batch ran ``wall_s`` of wall time (contention included: the
+        instance's threads were awake throughout): with :meth:`warmup_s`, that much less
+        running still needed, settled once none is; with :meth:`rewarm_s`, coldness x
+        ``exp(-wall_s / rewarm_s)``."""
+        if warmth.cold <= 0:
+            return SETTLED
+        if self.warmup_s(dev, lora, threads, bb=bb, beside=beside) > 0:
+            left = warmth.left_s - wall_s
+            return Warmth(warmth.cold, left) if left > 0 else SETTLED
+        tau = self.rewarm_s(dev, lora, threads, bb=bb, beside=beside)
+        return Warmth(warmth.cold * math.exp(-wall_s / tau), 0.0) if tau > 0 else SETTLED
 
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """From a request's arrival at an idle instance to its serving thread picking a batch

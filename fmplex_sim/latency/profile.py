@@ -1,6 +1,6 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1.6)
+Profile CSV format (version 1.7)
 --------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
@@ -47,7 +47,10 @@ kind                required columns                     what median_ms is
                                                          thread shares its process with
                                                          another replica's idle thread pool
 ``wake``            batch, seq_len, gap_ms>0             extra time of a batch that starts
-                                                         after idle gaps of mean ``gap_ms``
+                                                         after an idle gap of about ``gap_ms``
+                                                         (version 1.7: gaps drawn within a
+                                                         bin around it; before, exponential
+                                                         gaps of that mean)
                                                          over one run back to back once
                                                          the wake-up has worn off
                                                          (``n_adapters`` 1: on an instance
@@ -62,6 +65,11 @@ kind                required columns                     what median_ms is
                                                          batches run back to back after the
                                                          ``wake`` rows' wake-ups at ``gap_ms``
                                                          (their largest gap), same columns
+``warmup``          batch, seq_len                       ms a woken instance runs before it
+                                                         has settled (version 1.7): from the
+                                                         batches run back to back after the
+                                                         wake-ups of the ``wake`` rows' gaps
+                                                         from ``gap_ms`` up, same columns
 ``dispatch``        (none)                               from a request's arrival at an idle
                                                          instance to its serving thread's pick
                                                          (version 1.3)
@@ -75,7 +83,7 @@ rows with a thread count form their own tables; they describe a CPU slice that o
 cores (a process serving on its main thread). ``wake`` rows with a thread count are a slice's.
 Optional column ``rows`` (version 1.2): on ``contention`` rows, the batch of each concurrent
 forward (with ``seq_len``, the shape they were measured at). Optional column ``beside``
-(version 1.4): on ``wake`` and ``rewarm`` rows, how many other instances' idle thread pools
+(version 1.4): on ``wake``, ``rewarm`` and ``warmup`` rows, how many other instances' idle thread pools
 the process held while they were measured (0 or empty: none). Optional column ``mean_ms`` (version 1.5):
 on ``throttle`` and ``wake`` rows, the mean extra time over all samples (finite, >= 0; not
 ordered against the percentiles). These costs are paid by some batches and not others, and
@@ -137,6 +145,15 @@ How :class:`ProfileModel` answers:
   batch after a short gap that follows a woken batch pays more than one after the same gap
   that follows a settled stretch of work; without ``rewarm`` rows an instance settles within
   any batch and pays ``wake_s(gap)``, as before version 1.6.
+* warmup_s (version 1.7, in place of ``rewarm`` rows): the median over shapes of the ``warmup``
+  rows of the table ``wake_s`` reads, in seconds; without rows, 0. A gap makes a settled
+  instance ``wake_s(gap) / wake_s(largest)`` cold, and it stays so until it has run
+  ``warmup_s`` of wall time, idle time meanwhile adding to what it still needs (up to
+  ``warmup_s``); an instance already cold keeps the larger coldness. A batch pays coldness x
+  ``wake_s(largest)`` x the share of it run before it settles (``LatencyModel.woken``). Measured
+  on the 2-core machine beside another pool, a MiniLM 1x64 batch right after a woken one paid
+  three quarters of a full wake-up, and one two batches on had settled; ten or twenty ms of
+  idle between them kept the third batch cold (``experiments/validation/wake_curve.py``).
 * dispatch_s: the median of the device's ``dispatch`` rows (several when profiles are
   merged); without rows, the fallback's (0). The engine picks a batch for an idle instance this
   long after the arrival that wakes it, so requests arriving meanwhile join that batch.
@@ -178,7 +195,7 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.6"
+FORMAT_VERSION = "1.7"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
 OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside", "mean_ms")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4; mean_ms: 1.5
@@ -195,6 +212,7 @@ _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "throttle": ("batch", "seq_len"),
     "wake": ("batch", "seq_len"),
     "rewarm": ("batch", "seq_len"),
+    "warmup": ("batch", "seq_len"),
     "dispatch": (),
     "load_backbone": ("bytes",),
     "load_extension": ("bytes",),
@@ -570,6 +588,7 @@ class ProfileModel(LatencyModel):
         self._wake: dict[tuple, tuple] = {}
         self._wake_pick: dict[tuple, tuple | None] = {}  # _wake_table's answers, by its arguments
         self._rewarm: dict[tuple, float] = {}  # same keys as _wake -> seconds
+        self._warmup: dict[tuple, float] = {}  # same keys as _wake -> seconds
         self._dispatch: dict[str, float] = {}  # device -> seconds
         self._sigma: dict[tuple[str, str], float] = {}
         self._lora: dict[tuple[str, str], dict[int, dict[int, tuple]]] = {}
@@ -606,12 +625,13 @@ class ProfileModel(LatencyModel):
                 for key, by_tokens in tables.items():
                     ns = tuple(sorted(by_tokens))
                     self._wake[key] = (ns, tuple(_curve(by_tokens[n]) for n in ns))
-            elif kind == "rewarm":
-                taus: dict[tuple, list[float]] = defaultdict(list)
+            elif kind in ("rewarm", "warmup"):
+                by_table: dict[tuple, list[float]] = defaultdict(list)
                 for r in rs:
-                    taus[(bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))].append(r.median_ms)
-                for key, xs in taus.items():
-                    self._rewarm[key] = statistics.median(xs) / 1000.0
+                    by_table[(bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))].append(r.median_ms)
+                table = self._rewarm if kind == "rewarm" else self._warmup
+                for key, xs in by_table.items():
+                    table[key] = statistics.median(xs) / 1000.0
             elif kind == "dispatch":
                 self._dispatch[dev] = statistics.median(r.median_ms for r in rs) / 1000.0
             else:
@@ -657,8 +677,8 @@ class ProfileModel(LatencyModel):
             return dev in self._contention
         if kind == "wake":
             return any(key[1] == dev for key in self._wake)
-        if kind == "rewarm":
-            return any(key[1] == dev for key in self._rewarm)
+        if kind in ("rewarm", "warmup"):  # two forms of one answer (how a woken instance settles)
+            return any(key[1] == dev for key in (*self._rewarm, *self._warmup))
         if kind == "dispatch":
             return dev in self._dispatch
         if kind in ("load_backbone", "load_extension"):
@@ -669,7 +689,7 @@ class ProfileModel(LatencyModel):
 
     def fallback_kinds(self, bb: BackboneSpec, dev: DeviceSpec) -> tuple[str, ...]:
         """Kinds this profile lacks for ``bb`` on ``dev`` (answered by the fallback model)."""
-        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake", "rewarm", "throttle")  # GPUs: unused
+        skip = ("forward",) if dev.kind == "cpu" else ("forward", "contention", "wake", "rewarm", "warmup", "throttle")  # GPUs: unused
         return tuple(k for k in KINDS if k not in skip and not self._has(k, bb.name, dev.name))
 
     def _missing(self, kind: str, bb: str, dev: str) -> str:
@@ -901,11 +921,22 @@ class ProfileModel(LatencyModel):
                  bb: BackboneSpec | None = None, beside: bool = False) -> float:
         """The ``rewarm`` rows' time constant (s) for this instance, chosen as :meth:`wake_s`
         chooses its table; 0 without rows."""
-        args = ("rewarm", dev.name, bb.name if bb is not None else None, int(lora), threads, beside)
+        return self._settling("rewarm", dev, lora, threads, bb, beside)
+
+    def warmup_s(self, dev: DeviceSpec, lora: bool = False, threads: int = 0,
+                 bb: BackboneSpec | None = None, beside: bool = False) -> float:
+        """The ``warmup`` rows' running time to settle (s) for this instance, chosen as
+        :meth:`wake_s` chooses its table; 0 without rows."""
+        return self._settling("warmup", dev, lora, threads, bb, beside)
+
+    def _settling(self, kind: str, dev: DeviceSpec, lora: bool, threads: int, bb: BackboneSpec | None,
+                  beside: bool) -> float:
+        args = (kind, dev.name, bb.name if bb is not None else None, int(lora), threads, beside)
         if args not in self._wake_pick:
-            self._wake_pick[args] = self._pick(self._rewarm, *args[1:])
-        tau = self._wake_pick[args]
-        return 0.0 if tau is None else tau
+            table = self._rewarm if kind == "rewarm" else self._warmup
+            self._wake_pick[args] = self._pick(table, *args[1:])
+        value = self._wake_pick[args]
+        return 0.0 if value is None else value
 
     def dispatch_s(self, dev: DeviceSpec) -> float:
         """The median of the device's ``dispatch`` rows, or the fallback's."""
