@@ -1,6 +1,6 @@
 """Per task: requests that ran alone, measured against the same requests simulated.
 
-    python experiments/validation/isolated_batches.py FOLDER [--systems colocate,fmplex] [--by-gap]
+    python experiments/validation/isolated_batches.py FOLDER [--systems colocate,fmplex] [--by-gap | --overlap]
 
 FOLDER is an `fmplex-exec validate` results folder. A request counts when it ran as a batch of
 one and no other batch, on any instance, overlapped that batch, in a replay
@@ -9,7 +9,9 @@ a batch's service time (finish minus start) holds no queueing and no contention:
 one batch costs, wake-up included. The script prints, per system and task, the median service
 time measured and simulated, and their difference. ``--by-gap`` groups them instead by how
 long the request's instance had been idle before its batch in the replay (its wake-up's gap).
-Nothing is written.
+``--overlap`` takes every completed request instead, grouped by whether its batch overlapped
+another instance's batch in the replay and in the simulation, and prints the median and 90th
+percentile of its batch's service time on both sides. Nothing is written.
 """
 
 from __future__ import annotations
@@ -49,6 +51,39 @@ def alone(path: Path) -> dict[str, tuple[float, str, float | None]]:
     return out
 
 
+def overlapped(path: Path) -> dict[str, tuple[float, bool]]:
+    """``request_id -> (service ms, overlapped)`` of the completed requests in ``path``: its
+    batch's finish minus start, and whether another instance's batch ran during it."""
+    batches: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["status"] == "completed":
+                batches[(r["instance"], r["batch_id"])].append(r)
+    spans = sorted((min(float(r["start_s"]) for r in rs), max(float(r["finish_s"]) for r in rs), inst, rs)
+                   for (inst, _), rs in batches.items())
+    out = {}
+    for start, finish, inst, rs in spans:
+        hit = any(s2 < finish and f2 > start and i2 != inst for s2, f2, i2, _ in spans)
+        for r in rs:
+            out[r["request_id"]] = ((finish - start) * 1000.0, hit)
+    return out
+
+
+def _overlap_report(base: Path) -> None:
+    sim = overlapped(base / "sim" / "requests.csv")
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for real_dir in sorted(p for p in base.glob("real*") if (p / "requests.csv").is_file()):
+        for rid, (ms, hit) in overlapped(real_dir / "requests.csv").items():
+            if rid in sim:
+                key = f"{'overlapped' if hit else 'alone'} measured, {'overlapped' if sim[rid][1] else 'alone'} simulated"
+                groups[key].append((ms, sim[rid][0]))
+    for key, xs in sorted(groups.items()):
+        real, simulated = sorted(x[0] for x in xs), sorted(x[1] for x in xs)
+        p90 = int(0.9 * (len(xs) - 1))
+        print(f"  {key:40s} n={len(xs):5d}  median measured {statistics.median(real):6.1f} ms, simulated "
+              f"{statistics.median(simulated):6.1f}  p90 measured {real[p90]:6.1f}, simulated {simulated[p90]:6.1f}")
+
+
 def _gap_class(idle: float | None) -> str:
     if idle is None:
         return "first batch"
@@ -64,13 +99,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--systems", default="spatial,colocate,fmplex")
-    ap.add_argument("--by-gap", action="store_true",
-                    help="group by how long the instance had been idle in the replay, not by task")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--by-gap", action="store_true",
+                     help="group by how long the instance had been idle in the replay, not by task")
+    how.add_argument("--overlap", action="store_true",
+                     help="every request, by whether its batch overlapped another instance's batch")
     args = ap.parse_args()
     for system in args.systems.split(","):
         base = args.folder / system
         if not (base / "sim" / "requests.csv").is_file():
             print(f"{system}: no {base / 'sim' / 'requests.csv'}", file=sys.stderr)
+            continue
+        if args.overlap:
+            print(system)
+            _overlap_report(base)
             continue
         sim = alone(base / "sim" / "requests.csv")
         pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
