@@ -28,17 +28,23 @@ from pathlib import Path
 GAPS_S = (0.05, 0.2, 0.6, 1.5, float("inf"))
 
 
-def alone(path: Path) -> dict[str, tuple[float, str, float | None]]:
-    """``request_id -> (service ms, task, idle s)`` of the completed requests in ``path`` that
-    ran as a batch of one that overlapped no other batch; ``idle s`` is how long its instance
-    had been idle before that batch (None for the instance's first batch)."""
+def batch_spans(path: Path) -> list[tuple[float, float, str, list[dict]]]:
+    """``(start, finish, instance, rows)`` of every batch of completed requests in ``path``
+    (a ``requests.csv``), by start."""
     batches: dict[tuple[str, str], list[dict]] = defaultdict(list)
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             if r["status"] == "completed":
                 batches[(r["instance"], r["batch_id"])].append(r)
-    spans = sorted((min(float(r["start_s"]) for r in rs), max(float(r["finish_s"]) for r in rs), inst, rs)
-                   for (inst, _), rs in batches.items())
+    return sorted((min(float(r["start_s"]) for r in rs), max(float(r["finish_s"]) for r in rs), inst, rs)
+                  for (inst, _), rs in batches.items())
+
+
+def alone(path: Path) -> dict[str, tuple[float, str, float | None]]:
+    """``request_id -> (service ms, task, idle s)`` of the completed requests in ``path`` that
+    ran as a batch of one that overlapped no other batch; ``idle s`` is how long its instance
+    had been idle before that batch (None for the instance's first batch)."""
+    spans = batch_spans(path)
     out, ended = {}, float("-inf")  # the latest finish of the batches started before
     last: dict[str, float] = {}  # each instance's latest finish so far
     for i, (start, finish, inst, rs) in enumerate(spans):
@@ -54,13 +60,7 @@ def alone(path: Path) -> dict[str, tuple[float, str, float | None]]:
 def overlapped(path: Path) -> dict[str, tuple[float, bool]]:
     """``request_id -> (service ms, overlapped)`` of the completed requests in ``path``: its
     batch's finish minus start, and whether another instance's batch ran during it."""
-    batches: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["status"] == "completed":
-                batches[(r["instance"], r["batch_id"])].append(r)
-    spans = sorted((min(float(r["start_s"]) for r in rs), max(float(r["finish_s"]) for r in rs), inst, rs)
-                   for (inst, _), rs in batches.items())
+    spans = batch_spans(path)
     out = {}
     for start, finish, inst, rs in spans:
         hit = any(s2 < finish and f2 > start and i2 != inst for s2, f2, i2, _ in spans)
