@@ -705,8 +705,12 @@ class WakeGaps:
         self.lo, self.hi, self.bins = math.log(lo_ms), math.log(hi_ms), bins
         self.width = (self.hi - self.lo) / bins
 
+    def edge_ms(self, k: float) -> float:
+        """The gap ``k`` bins up from the range's lower end (``k + 0.5``: bin ``k``'s centre)."""
+        return round(math.exp(self.lo + k * self.width), 1)
+
     def centre_ms(self, k: int) -> float:
-        return round(math.exp(self.lo + (k + 0.5) * self.width), 1)
+        return self.edge_ms(k + 0.5)
 
     def draw(self, per_bin: int, rng) -> list[tuple[int, float]]:
         """``(bin, gap ms)``: ``per_bin`` gaps in each bin, log-uniform within it, shuffled (so
@@ -739,7 +743,7 @@ def _wake_run_rows(run, common, b, s, gaps: WakeGaps, gate, n, rng, say, label, 
     top = max(0, gaps.bins - WARMUP_TOP_BINS)
     coldest = [t for (k, _), t in zip(drawn, series) if k >= top]
     w = warmup_ms(coldest)
-    rows.append(dict(common, kind="warmup", batch=b, seq_len=s, gap_ms=round(math.exp(gaps.lo + top * gaps.width), 1),
+    rows.append(dict(common, kind="warmup", batch=b, seq_len=s, gap_ms=gaps.edge_ms(top),
                      **cols, median_ms=round(w, 6), p10_ms=None, p90_ms=None, repeats=len(coldest)))
     say(f"warm-up after ~{rows[-1]['gap_ms']} ms idle and more ({label}, batch {b} x {s}): "
         f"settled after {w:.1f} ms of running")

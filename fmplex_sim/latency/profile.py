@@ -243,9 +243,9 @@ class ProfileRow:
     repeats: int
     line: int
     threads: int = 0  # CPU threads it was measured with; 0: all of the device's cores
-    gap_ms: float = 0.0  # wake, rewarm rows: how long the serving thread had been idle
+    gap_ms: float = 0.0  # wake, rewarm, warmup rows: how long the serving thread had been idle
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
-    beside: int = 0  # wake, rewarm rows: other instances' thread pools in the process when measured
+    beside: int = 0  # wake, rewarm, warmup rows: other instances' thread pools in the process when measured
     mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5)
 
     @property
