@@ -64,7 +64,7 @@ def cmd_replay(args) -> int:
     from fmplex_sim.run import prepare
 
     check_cuda(args.device)
-    cfg = load_config(args.config, list(args.set or []))
+    cfg = as_run(load_config(args.config, list(args.set or [])), args.device)
     check_results_out(args.out)  # before any model is built
     cfg, wl, info = prepare(cfg)
     check_runnable(cfg, wl, args.config)
@@ -80,6 +80,19 @@ def cmd_replay(args) -> int:
           f"{summary['requests']['arrived']} completed, mean {lat['mean']} ms, p99 {lat['p99']} ms")
     print(f"results: {args.out}")
     return 0
+
+
+def as_run(cfg, device: str):
+    """``cfg`` as the harness runs it on torch ``device``, for its scheduler's estimates, the
+    config it records and the simulation it is compared with. On CUDA a spatial slice is a
+    process of its own on the whole GPU, which the driver time-slices (no MIG or MPS:
+    ``slicing: processes``), and each instance's serving thread runs one batch at a time to its
+    end (``pipeline_depth: 1``). On CPU the config is as written."""
+    from dataclasses import replace
+
+    if device.split(":")[0] != "cuda":
+        return cfg
+    return replace(cfg, system=replace(cfg.system, slicing="processes", pipeline_depth=1))
 
 
 #: Extension kinds the harness runs (fmplex_exec.vfm); the simulator also models ``prefix``.

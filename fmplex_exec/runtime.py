@@ -175,7 +175,9 @@ class Runtime:
         not yet serving (see :meth:`start_worker`). None when the run ended while it loaded:
         the executor is then closed at once and nothing serves from it."""
         sysc = self.cfg.system
-        ic = InstanceCost(self.latency, get_backbone(plan.backbone), self.device, plan.share,
+        # a slice of a GPU time-sliced by processes runs at the whole GPU's speed (SystemConfig.slicing)
+        share = 1.0 if self.device.kind != "cpu" and sysc.slicing == "processes" else plan.share
+        ic = InstanceCost(self.latency, get_backbone(plan.backbone), self.device, share,
                           [self.tasks[t] for t in plan.tasks])
         seq = max(self.tasks[t].input_len for t in plan.tasks)
         view = InstanceView(sysc.max_batch, sysc.max_batch * seq, ic.estimate)

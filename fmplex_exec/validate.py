@@ -145,7 +145,7 @@ def _summary_line(name: str, entry: dict) -> str:
 
 def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
-    from fmplex_exec.cli import check_cuda, check_runnable
+    from fmplex_exec.cli import as_run, check_cuda, check_runnable
     from fmplex_exec.executors import make_executor
     from fmplex_exec.profiler import default_sim_device, merge_rows
     from fmplex_exec.runtime import Runtime, RuntimeOptions
@@ -164,6 +164,7 @@ def cmd_validate(args) -> int:
     if cfg.cluster.device != sim_device or cfg.cluster.gpus != 1:
         # The replay runs on this machine's one device; the simulation must describe the same.
         cfg = replace(cfg, cluster=replace(cfg.cluster, device=sim_device, gpus=1))
+    cfg = as_run(cfg, args.device)
     if args.rounds < 1:
         raise InputError("--rounds", str(args.rounds), "must be at least 1")
     if args.profile is not None and not args.profile.strip():

@@ -53,6 +53,10 @@ def system_parts(name: str) -> dict[str, str] | None:
     return None
 
 
+#: How spatial slices of a GPU are made (``SystemConfig.slicing``).
+SLICINGS = ("mig", "processes")
+
+
 @dataclass(frozen=True)
 class SystemConfig:
     """A system: a placement plus a scheduler, with their knobs."""
@@ -64,6 +68,10 @@ class SystemConfig:
     max_wait_ms: float = 0.0  # bounded wait to grow a batch (bfq)
     cross_task: bool | None = None  # allow batches that mix tasks (None: scheduler default)
     slices_per_gpu: int = 7  # spatial: partitions per GPU (default from the config: the device's max_slices)
+    # spatial on a GPU: "mig", hardware partitions (a slice runs at its share of the GPU, alone);
+    # "processes", a process per slice on the whole GPU, time-sliced by the driver (no MIG or
+    # MPS: what fmplex-exec runs on CUDA). CPU slices are pinned cores either way.
+    slicing: str = "mig"
     context_switch_ms: float | None = None  # colocate: switch cost (None: device default)
     target_util: float = 0.7  # fmplex: add a backbone replica past this predicted utilization
     on_task_end: str = "drain"  # drain | reject: fate of queued requests at a task's end_s
@@ -627,6 +635,9 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
     if target > 1.0:
         raise c.err(f"{where}.target_util", f"must be in (0, 1], got {target}")
     slices = _int(v.get("slices_per_gpu", max_slices), c, f"{where}.slices_per_gpu", lo=1)
+    slicing = v.get("slicing", "mig")
+    if slicing not in SLICINGS:
+        raise c.err(f"{where}.slicing", f"must be one of {', '.join(SLICINGS)}, got {slicing!r}")
     if slices > max_slices:
         raise c.err(f"{where}.slices_per_gpu", f"{device} can be cut into at most {max_slices} slice(s), got {slices}")
     return SystemConfig(
@@ -637,6 +648,7 @@ def _system(v: Any, c: _Ctx, where: str, device: str = "H100-80GB") -> SystemCon
         max_wait_ms=_num(v.get("max_wait_ms", 0.0), c, f"{where}.max_wait_ms", lo=0.0),
         cross_task=cross,
         slices_per_gpu=slices,
+        slicing=slicing,
         context_switch_ms=None if cs is None else _num(cs, c, f"{where}.context_switch_ms", lo=0.0),
         target_util=target,
         on_task_end=on_end,

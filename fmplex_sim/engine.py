@@ -230,9 +230,14 @@ class Engine:
             bb = BACKBONES[plan.backbone]
             cores = None
             share = plan.share
+            # A GPU's slices made by time-slicing processes (no MIG): each runs at the whole
+            # GPU's speed, taking turns with the others on it, as co-located replicas do.
+            turns = placement.time_shared or (not self.cpu and self.cfg.system.slicing == "processes")
             if self.cpu:
                 cores, share = self._cores(plan, placement.time_shared)
                 cores.members += 1
+            elif turns:
+                share = 1.0
             cost = InstanceCost(self.latency, bb, self.device, share)
             seq = max(self.tasks[t].input_len for t in plan.tasks)
             seq += max((self.tasks[t].prefix_tokens for t in plan.tasks), default=0)
@@ -243,7 +248,7 @@ class Engine:
             )
             sysc = self.cfg.system
             sched = make_scheduler(sysc.scheduler, **sysc.scheduler_options())
-            if placement.time_shared:
+            if turns:
                 dev = self.devices.setdefault(plan.gpu, _Device(self.switch_s))
             else:
                 dev = _Device(self.switch_s)  # a slice of its own

@@ -123,6 +123,19 @@ def test_spatial_slices_run_in_parallel_at_slice_speed_exact_timeline(slow_raw, 
     assert shares == {round(1 / 7, 6)}
 
 
+def test_spatial_slices_made_by_time_slicing_processes_take_turns_at_full_speed_exact_timeline(slow_raw, linear):
+    cfg = make_cfg(slow_raw, system={"placement": "spatial", "slicing": "processes", "context_switch_ms": 1.0})
+    out = simulate(cfg, _wl(["a", "b"], ARRIVALS, TASKS), latency=linear())
+    # The same two 1/7 slices, but each a process on the whole GPU (no MIG): a batch runs at the
+    # whole GPU's speed (11 ms, not 77) and waits for the other slice's batch, with a 1 ms switch
+    # between processes: exactly co-located replicas' timeline, on the spatial placement.
+    colocated = make_cfg(slow_raw, system={"placement": "colocate", "context_switch_ms": 1.0})
+    assert _timeline(out) == _timeline(simulate(colocated, _wl(["a", "b"], ARRIVALS, TASKS), latency=linear()))
+    assert _timeline(out)[1] == (1, 0.001, 0.023, 1)
+    shares = {i["share"] for i in out.result.placement.to_dict()["instances"]}
+    assert shares == {round(1 / 7, 6)}  # placed as slices all the same
+
+
 def test_requests_csv_columns_and_empty_times_for_unrun(tmp_path, base_raw):
     from fmplex_sim.run import write_run
 

@@ -297,3 +297,20 @@ def test_every_instance_warms_up_on_its_serving_thread_before_it_takes_requests(
         else:
             assert 0.3 <= cs[0][1] - rt._t0 and done <= ready["late"] + 1e-3
             assert rec.start_s[2] >= ready["late"]
+
+
+def test_as_run_describes_the_harness_on_cuda_and_leaves_cpu_configs_alone(base_raw):
+    from dataclasses import replace
+
+    from conftest import make_cfg
+    from fmplex_exec.cli import as_run
+
+    cfg = make_cfg(base_raw, system={"placement": "spatial", "pipeline_depth": 3})
+    assert as_run(cfg, "cpu") == cfg
+    for device in ("cuda", "cuda:1"):
+        run = as_run(cfg, device)
+        # the harness makes a GPU's slices as processes the driver time-slices, and serves one
+        # batch at a time per instance; nothing else changes
+        assert (run.system.slicing, run.system.pipeline_depth) == ("processes", 1)
+        assert run == replace(cfg, system=replace(cfg.system, slicing="processes", pipeline_depth=1))
+    assert cfg.system.slicing == "mig"  # the config's own default
