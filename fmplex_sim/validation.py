@@ -134,6 +134,17 @@ def _cdf(ax, recs: Records | Sequence[Records], color, style: str, label: str) -
 
 
 @user_text_as_is()
+def log_scale(axis) -> None:
+    """Put a matplotlib axis on a log scale with plain decade labels ("10", "100"), no minor
+    labels. Matplotlib's default labels are math markup, which figures drawn with user text
+    as is (:func:`~fmplex_sim.plotting.user_text_as_is`) would print raw."""
+    import matplotlib
+
+    axis.axes.set(**{f"{axis.axis_name}scale": "log"})
+    axis.set_major_formatter(matplotlib.ticker.LogFormatter())
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_validation(path: Path, runs: Mapping[str, tuple[Records | Sequence[Records], Records]],
                     report: Mapping, title: str, caption: str) -> None:
     """Latency CDFs (real solid, its replays pooled; simulated dashed) per system, and predicted
@@ -153,8 +164,7 @@ def plot_validation(path: Path, runs: Mapping[str, tuple[Records | Sequence[Reco
         o = report["systems"][name]["overall"]
         ax.set_title(f"{name}: p50 err {_pct(o['p50_rel_err'])}, p99 err {_pct(o['p99_rel_err'])}",
                      fontsize=9)
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        log_scale(ax.xaxis)
         ax.set_xlabel("latency (ms, log scale)")
         ax.set_ylabel("fraction of requests")
         ax.grid(alpha=0.3)
@@ -174,8 +184,8 @@ def plot_validation(path: Path, runs: Mapping[str, tuple[Records | Sequence[Reco
         ax.plot([lo, hi], [lo, hi], "k:", lw=1, label="exact")
         ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="grey", alpha=0.15,
                         label="±20%")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_scale(ax.xaxis)
+        log_scale(ax.yaxis)
     ax.set_title("per task: predicted vs measured", fontsize=9)
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("simulated latency (ms)")

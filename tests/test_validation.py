@@ -292,3 +292,27 @@ def test_the_committed_validation_run_is_what_its_requests_say():
                 assert got[k] == (v if not isinstance(v, float) else pytest.approx(v, rel=2e-4, abs=2e-3)), (name, k)
     assert ranking(rep["systems"], "real") == rep["ranking"]["real"]
     assert ranking(rep["systems"], "sim") == rep["ranking"]["sim"]
+
+
+def test_log_axes_of_validation_figures_label_decades_as_plain_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fmplex_sim.plotting import user_text_as_is
+    from fmplex_sim.validation import log_scale
+
+    with user_text_as_is():  # as the figure is drawn: math markup off for user text
+        fig, ax = plt.subplots()
+        ax.plot([2, 300], [5, 4000])
+        log_scale(ax.xaxis)
+        log_scale(ax.yaxis)
+        fig.canvas.draw()
+        xs = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        ys = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        plt.close(fig)
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    # matplotlib's default log labels are "$\mathdefault{10^{1}}$", printed raw without math
+    assert {"10", "100"} <= set(xs) and {"10", "100", "1000"} <= set(ys), (xs, ys)
+    assert not any("$" in s for s in xs + ys)
