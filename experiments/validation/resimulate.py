@@ -7,7 +7,9 @@ The replays (`<system>/real*/requests.csv`) are what the host measured and stay 
 only the simulated side is recomputed, with this checkout's simulator and the folder's
 `profile.csv` (or `--profile`, e.g. the same profile with rows added). Prints, per system, the
 p50 and p99 errors the folder's `validation.json` recorded and those of the new simulation.
-Nothing is written. A change to the simulator can so be judged on replays that took many
+Nothing is written unless `--out DIR` is given: then DIR gets this simulation's
+`validation.json` (the folder's, with the new simulated side and errors), `validation.png` and
+`provenance.json`. A change to the simulator can so be judged on replays that took many
 minutes to measure, in seconds; the replays' own noise is still in them (`round_spread`).
 `--per-round` simulates the stream once per round with that round's own profile
 (`profile-round<k>.csv`) and pools those simulations, as the replays are pooled: if the host
@@ -25,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from fmplex_exec.cli import as_run
 from fmplex_sim.config import LatencyConfig, load_config
 from fmplex_sim.latency.profile import ProfileModel
 from fmplex_sim.metrics import read_requests_csv
 from fmplex_sim.run import prepare, simulate
-from fmplex_sim.validation import compare_runs, ranking
+from fmplex_sim.results import provenance, write_json
+from fmplex_sim.validation import compare_runs, plot_validation, ranking, within_targets
 
 
 def main() -> int:
@@ -38,13 +42,15 @@ def main() -> int:
     ap.add_argument("--profile", type=Path, help="profile CSV (default: the folder's profile.csv)")
     ap.add_argument("--per-round", action="store_true",
                     help="simulate once per round with that round's profile-round<k>.csv, pooled")
+    ap.add_argument("--out", type=Path, help="write validation.json, validation.png and provenance.json here")
     args = ap.parse_args()
     folder: Path = args.folder
     if args.per_round and args.profile:
         sys.exit("--per-round reads the folder's per-round profiles; it takes no --profile")
     profile = args.profile or folder / "profile.csv"
     before = json.loads((folder / "validation.json").read_text())
-    cfg = load_config(folder / "config.yaml")
+    # as the harness ran it (a folder written before as_run existed records the config as given)
+    cfg = as_run(load_config(folder / "config.yaml"), before.get("device", "cpu"))
     cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(profile)))
     cfg, wl, _ = prepare(cfg)
     if args.per_round:
@@ -55,7 +61,7 @@ def main() -> int:
         profile = ", ".join(p.name for p in per_round)
     else:
         models = [ProfileModel(profile)]
-    systems = {}
+    systems, runs = {}, {}
     print(f"{folder}: {len(wl)} requests, profile {profile}")
     print(f"{'system':>9}  {'p50 err before -> now':>22}  {'p99 err before -> now':>22}")
     for name, old in before["systems"].items():
@@ -69,13 +75,28 @@ def main() -> int:
             sys.exit(f"{folder}: {name} has {len(real)} replays and {len(models)} round profiles")
         sims = [simulate(c, wl, latency=m).records for m in models]
         entry = compare_runs(real, sims, c.tasks, c.duration_s)
+        entry["meets_targets"] = within_targets(entry["overall"])
         systems[name] = entry
+        runs[name] = (real, sims[0] if len(sims) == 1 else sims)
         o, b = entry["overall"], old["overall"]
         print(f"{name:>9}  {b['p50_rel_err'] * 100:+9.1f}% -> {o['p50_rel_err'] * 100:+7.1f}%  "
               f"{b['p99_rel_err'] * 100:+9.1f}% -> {o['p99_rel_err'] * 100:+7.1f}%")
     real_rank, sim_rank = ranking(systems, "real"), ranking(systems, "sim")
     print(f"ranking by mean latency: real {', '.join(real_rank)}; sim {', '.join(sim_rank)} "
           f"({'same' if real_rank == sim_rank else 'DIFFERENT'})")
+    if args.out:
+        report = dict(before, systems=systems, resimulated={"folder": str(folder), "profile": str(profile),
+                                                            "per_round": args.per_round})
+        report["ranking"] = {"by": "mean latency", "real": real_rank, "sim": sim_rank, "same": real_rank == sim_rank}
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(args.out / "validation.json", report)
+        write_json(args.out / "provenance.json", provenance(cfg.seed, {"kind": "profile", "source": str(profile)},
+                                                            sys.argv))
+        plot_validation(args.out / "validation.png", runs, report,
+                        title=f"{folder.name}: {len(cfg.tasks)} tasks, {len(wl)} requests, {cfg.duration_s:g} s; "
+                        "measured (solid) vs simulated again (dashed)",
+                        caption=f"replays of {folder}; simulated by this checkout with {profile}")
+        print(f"report: {args.out / 'validation.json'}")
     return 0
 
 
