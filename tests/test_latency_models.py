@@ -737,3 +737,22 @@ def test_overhead_rows_at_fewer_than_five_batch_sizes_keep_the_least_squares_fit
     assert b > 0 and my - b * mx < 0  # the least-squares intercept is negative: proportional
     slope = sum(x * y for x, y in zip(xs, ys)) / sum(x * x for x in xs)
     assert pm.batch_overhead_s(H100, 16) == pytest.approx(slope * 16 / 1e3)
+
+
+def test_on_a_gpu_a_harness_profile_charges_lora_to_every_batch_of_an_instance_holding_an_adapter(pm):
+    """The harness's LoRA hooks run over every row of an instance holding an adapter (rows
+    without one multiply by zeros), on CUDA as on a CPU: with a profile measured through it,
+    a batch of a task without LoRA on such an instance pays one adapter. The roofline model
+    stands for segmented kernels that skip those rows."""
+    from fmplex_sim.latency.base import InstanceCost
+    from fmplex_sim.records import Batch, Request
+
+    plain = TaskSpec("plain", "bert-base", (ExtensionSpec("head", outputs=2),))
+    tuned = TaskSpec("tuned", "bert-base", (ExtensionSpec("lora", rank=8), ExtensionSpec("head", outputs=2)))
+    batch = Batch(tuple(Request(i, "plain", 0.0, 128, 0) for i in range(4)))
+    for model, charged in ((pm, True), (RF, False)):
+        alone = InstanceCost(model, BERT, H100, 1.0, [plain]).times(batch)[0]
+        beside = InstanceCost(model, BERT, H100, 1.0, [plain, tuned]).times(batch)[0]
+        extra = model.adapters_s(BERT, H100, 4, 128, 1, 8, 1.0)
+        assert extra > 0
+        assert beside == pytest.approx(alone + extra if charged else alone), model.kind
