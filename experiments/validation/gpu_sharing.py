@@ -1,7 +1,7 @@
 """How replicas share one CUDA device in the execution harness: host time against device time,
 co-located threads, and partitioned processes.
 
-    python experiments/validation/gpu_sharing.py [--backbones minilm-l6,bert-base] [--seconds 3]
+    python experiments/validation/gpu_sharing.py [--backbones minilm-l6,bert-base] [--seconds 3] [--serving]
 
 For each backbone, on a task with a rank-8 LoRA adapter and a 2-way head (what the validation
 suites serve), through the harness's own ``PhysicalFM.run_batch``:
@@ -15,6 +15,9 @@ suites serve), through the harness's own ``PhysicalFM.run_batch``:
   running 1 x 64 batches back to back; the median batch time of each.
 * ``k`` partitioned replicas (``spatial`` on CUDA: a process per slice, no MPS or MIG): ``k``
   processes, each its own replica, the same.
+
+``--serving``: only a 1 x 64 batch with and without LoRA, on the main thread and on a worker
+thread, back to back and after idle gaps, alone and beside idle threads (:func:`serving`).
 
 Prints a table; ``--json FILE`` writes every number.
 """
@@ -137,14 +140,89 @@ def processes(backbone: str, k: int, seconds: float) -> list[float]:
     return res
 
 
+def serving(backbone: str, n: int, device: str = "cuda") -> list[dict]:
+    """One 1 x 64 batch, with and without a LoRA adapter, as a replay serves it and as the
+    profiler times it: back to back on the main thread; back to back on a worker thread; on a
+    worker thread with 30 ms idle between batches; the same beside 7 idle threads that wake
+    every 50 ms, as a process of co-located replicas has them."""
+    import torch
+
+    from fmplex_exec.executors import build_fm
+    from fmplex_sim.specs import ExtensionSpec, TaskSpec
+
+    out = []
+    for lora in (False, True):
+        exts = (ExtensionSpec("lora", rank=8),) if lora else ()
+        task = TaskSpec(name="t", backbone=backbone, extensions=(*exts, ExtensionSpec("head", outputs=2)))
+        fm = build_fm(backbone, [task], device, "float32", 0)
+        reqs = _reqs(1, 64)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+        def timed(gap_s: float) -> list[float]:
+            xs = []
+            with torch.inference_mode():
+                for _ in range(3):
+                    fm.run_batch(reqs)
+                sync()
+                for _ in range(n):
+                    if gap_s:
+                        time.sleep(gap_s)
+                    t0 = time.perf_counter()
+                    fm.run_batch(reqs)
+                    sync()
+                    xs.append((time.perf_counter() - t0) * 1e3)
+            return xs
+
+        def on_thread(gap_s: float, pollers: int = 0) -> list[float]:
+            stop = threading.Event()
+
+            def poll() -> None:
+                cond = threading.Condition()
+                with cond:
+                    while not stop.is_set():
+                        cond.wait(0.05)
+
+            ps = [threading.Thread(target=poll) for _ in range(pollers)]
+            for p in ps:
+                p.start()
+            box: list[float] = []
+            th = threading.Thread(target=lambda: box.extend(timed(gap_s)))
+            th.start()
+            th.join()
+            stop.set()
+            for p in ps:
+                p.join()
+            return box
+
+        for how, fn in (("main thread, back to back", lambda: timed(0.0)),
+                        ("worker thread, back to back", lambda: on_thread(0.0)),
+                        ("worker thread, 30 ms idle between", lambda: on_thread(0.03)),
+                        ("worker thread, 30 ms idle, 7 idle pollers", lambda: on_thread(0.03, 7))):
+            xs = fn()
+            out.append(dict(backbone=backbone, lora=lora, how=how, median_ms=statistics.median(xs),
+                            p90_ms=sorted(xs)[int(0.9 * len(xs))]))
+            print(f"{backbone:>10} {'LoRA' if lora else 'no LoRA':<8} {how:<42} median "
+                  f"{out[-1]['median_ms']:7.3f} ms  p90 {out[-1]['p90_ms']:7.3f} ms", flush=True)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbones", default="minilm-l6,bert-base")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--json")
+    ap.add_argument("--device", default="cuda", help="--serving only: cuda, or cpu to try it here")
+    ap.add_argument("--serving", action="store_true",
+                    help="only how a batch's time depends on the thread serving it (serving())")
     args = ap.parse_args()
-    report: dict = {"shapes": [], "threads": {}, "processes": {}}
+    report: dict = {"shapes": [], "threads": {}, "processes": {}, "serving": []}
+    if args.serving:
+        for bb in args.backbones.split(","):
+            report["serving"] += serving(bb, args.repeats, args.device)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        return 0
     for bb in args.backbones.split(","):
         rows = shapes(bb, args.repeats)
         report["shapes"] += rows
