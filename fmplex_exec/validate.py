@@ -45,6 +45,8 @@ from fmplex_sim.errors import InputError
 from fmplex_sim.workload import Workload
 
 DEFAULT_SYSTEMS = ("spatial", "colocate", "fmplex")
+#: The profile as a system's results folders (``<system>/real``, ``<system>/sim``) name it.
+SYSTEM_PROFILE = "../../profile.csv"
 
 
 def profile_grid(cfg: RunConfig, backbone: str, wl: Workload | None = None) -> dict:
@@ -186,7 +188,9 @@ def cmd_validate(args) -> int:
         # profile beside them), so the folder can be moved or committed and read again.
         write_yaml(tmp / "config.yaml", replace(cfg, latency_model=LatencyConfig(kind="profile",
                                                                                  path="profile.csv")).to_dict())
-        cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(out / "profile.csv")))
+        # Each system's real/ and sim/ record the profile two folders up, as a config beside
+        # them resolves it: the folder stays readable wherever it is moved.
+        cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=SYSTEM_PROFILE))
         lm = {"kind": "profile", "source": "profile.csv"}
         opts = RuntimeOptions(device=args.device, dtype=args.dtype, seed=cfg.seed)
         measured: list[list[dict]] = []
@@ -205,7 +209,7 @@ def cmd_validate(args) -> int:
                                            f"(profile-round*.csv)"]
                 write_profile(prof, merge_rows(measured), comments)
             # The replays' schedulers see the best profile so far: the merge of the rounds' profiles.
-            latency = ProfileModel(prof, name=str(out / "profile.csv"))  # where it will be
+            latency = ProfileModel(prof, name=SYSTEM_PROFILE)  # where it will be, from <system>/real
             order = names[r % len(names):] + names[:r % len(names)]  # each system a turn first
             for name in order:
                 c = cfg.with_system(name)
