@@ -196,8 +196,9 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
         # one identical stream: same arrivals per task on both sides
         assert real["requests"]["arrived"] == sim["requests"]["arrived"] == rep["requests"] > 0
         assert real["cluster"]["engine"] == "fmplex_exec"
-        # the profile is named where it ends up, not by the temporary folder it was read from
-        assert real["latency_model"]["source"] == sim["latency_model"]["source"] == str(out / "profile.csv")
+        # the profile is named where it ends up, not by the temporary folder it was read from,
+        # and relative to each system's folders (below: they stay readable when moved)
+        assert real["latency_model"]["source"] == sim["latency_model"]["source"] == "../../profile.csv"
         assert {"p50_rel_err", "p99_rel_err", "mean_rel_err", "p95_rel_err", "slo_attainment_abs_err",
                 "throughput_rel_err"} <= set(entry["overall"])
         assert set(entry["tasks"]) == {"sst2", "topic"}
@@ -217,6 +218,10 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)
     assert Path(load_config(moved / "config.yaml").latency_model.path) == (moved / "profile.csv").resolve()
+    for name in rep["systems"]:  # so do each system's configs, two folders down
+        for side in ("real", "real-2", "sim"):
+            again = load_config(moved / name / side / "config.yaml")
+            assert Path(again.latency_model.path) == (moved / "profile.csv").resolve(), (name, side)
     assert "ranking by mean latency" in capsys.readouterr().out
 
 
@@ -266,27 +271,32 @@ def _flat(x, prefix=""):
     return {prefix: x}
 
 
-MEASURED = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "measured" / "minilm_medium"
+MEASURED = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "measured"
 
 
-def test_the_committed_validation_run_is_what_its_requests_say():
-    """The README's table of the committed run (experiments/validation/measured/minilm_medium)
-    comes from validation.json; every number in it must follow from the requests stored beside
-    it (both replays per system and the simulated run) through the same comparison validate
-    makes, so the folder is evidence, not a copy of a table."""
+@pytest.mark.parametrize("folder", ["minilm_medium", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
+def test_the_committed_validation_run_is_what_its_requests_say(folder):
+    """The README's tables of the committed runs (experiments/validation/measured/: the CPU
+    medium run, and the two H100 runs) come from their validation.json; every number in it must
+    follow from the requests stored beside it (every replay per system and the simulated run)
+    through the same comparison validate makes, so the folder is evidence, not a copy of a
+    table."""
     from fmplex_sim.config import load_config
     from fmplex_sim.metrics import read_requests_csv
 
-    rep = json.loads((MEASURED / "validation.json").read_text())
-    cfg = load_config(MEASURED / "config.yaml")
-    assert rep["rounds"] == 2 and set(rep["systems"]) == {"spatial", "colocate", "fmplex"}
+    d = MEASURED / folder
+    rep = json.loads((d / "validation.json").read_text())
+    cfg = load_config(d / "config.yaml")
+    assert set(rep["systems"]) == {"spatial", "colocate", "fmplex"}
     names = tuple(t.name for t in cfg.tasks)
     for name, entry in rep["systems"].items():
-        real = [read_requests_csv(MEASURED / name / d / "requests.csv", names) for d in ("real", "real-2")]
-        sim = read_requests_csv(MEASURED / name / "sim" / "requests.csv", names)
+        reals = ["real"] + [f"real-{k}" for k in range(2, rep["rounds"] + 1)]
+        assert sorted(p.name for p in (d / name).glob("real*")) == sorted(reals), name
+        real = [read_requests_csv(d / name / r / "requests.csv", names) for r in reals]
+        sim = read_requests_csv(d / name / "sim" / "requests.csv", names)
         again = compare_runs(real, sim, cfg.tasks, cfg.duration_s)
         for key in ("overall", "tasks", "rounds", "round_spread"):
-            got, want = _flat(again[key]), _flat(entry[key])
+            got, want = _flat(again.get(key)), _flat(entry.get(key))
             assert got.keys() == want.keys(), (name, key)
             for k, v in want.items():  # requests.csv holds times to the microsecond
                 assert got[k] == (v if not isinstance(v, float) else pytest.approx(v, rel=2e-4, abs=2e-3)), (name, k)

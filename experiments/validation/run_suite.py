@@ -1,6 +1,9 @@
-"""Run the CPU validation suite and print its table (the README's "Simulator against reality").
+"""Run the validation suite and print its table (the README's "Simulator against reality").
 
-    python experiments/validation/run_suite.py --out results/validation [--device cpu]
+    python experiments/validation/run_suite.py --out results/validation [--device cpu|cuda]
+
+On CPU the suite is this folder's scenarios; with ``--device cuda`` it is ``cuda/``'s, whose
+rates suit one GPU.
 
 Each scenario is one `fmplex-exec validate` command, printed before it runs, with its defaults:
 two rounds, each measuring a profile and then replaying every system (this host's speed drifts
@@ -19,6 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("minilm_low", "minilm_medium", "minilm_high", "mix_two_backbones", "bursty")
+CUDA_SCENARIOS = ("minilm", "mix_two_backbones")  # cuda/
 
 
 def main() -> int:
@@ -28,10 +32,11 @@ def main() -> int:
     ap.add_argument("--only", help="comma-separated scenario names")
     args = ap.parse_args()
     out = Path(args.out)
-    todo = [s for s in SCENARIOS if not args.only or s in args.only.split(",")]
+    here, names = (HERE / "cuda", CUDA_SCENARIOS) if args.device == "cuda" else (HERE, SCENARIOS)
+    todo = [s for s in names if not args.only or s in args.only.split(",")]
     exe = str(Path(sys.executable).with_name("fmplex-exec"))
     for name in todo:
-        cmd = [exe, "validate", str(HERE / f"{name}.yaml"), "--out", str(out / name),
+        cmd = [exe, "validate", str(here / f"{name}.yaml"), "--out", str(out / name),
                "--device", args.device]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
