@@ -30,7 +30,10 @@ of serving that the simulator's ``profile`` latency model reads (format and kind
   with ``beside`` 1, on an instance holding a LoRA adapter while another instance's thread
   pool waits idle in the process (every pool throttled, as in a process serving several
   instances), at the ``throttle`` shapes, since the cost there grows with the batch
-  (:func:`_beside_wake_rows`); again with ``threads`` for a spatial slice, through a slice's
+  (:func:`_beside_wake_rows`); again with ``running`` 1, at the wake shape, while another
+  instance (a replica of its own) runs batches back to back on another thread
+  (:func:`_running_wake_rows`: a woken co-located replica finding the cores busy pays far
+  less); again with ``threads`` for a spatial slice, through a slice's
   own worker process (:func:`_slice_wake_rows`): the round trip after the gap over one sent
   :data:`WAKE_SETTLE` batches later. With each group of ``wake`` rows, a ``warmup`` row: how
   long an instance woken from the longest gaps runs before it has settled (:func:`warmup_ms`).
@@ -506,6 +509,7 @@ def profile_backbone(
                 gaps = WakeGaps(*wake_gap_range_ms, wake_bins)
                 rows += _wake_rows(bb, lora_fm, common, gaps, wake_shape, gate, repeats, say)
                 rows += _beside_wake_rows(bb, lora_fm, common, gaps, throttle_shapes, gate, repeats, say)
+                rows += _running_wake_rows(bb, lora_fm, common, gaps, wake_shape, gate, repeats, say)
                 del lora_fm
                 # Slices: a spatial replica is a process serving alone with torch limited to
                 # its cores; measured with that many threads on this same lone thread.
@@ -721,11 +725,15 @@ class WakeGaps:
         return out
 
 
-def _wake_run_rows(run, common, b, s, gaps: WakeGaps, gate, n, rng, say, label, **cols) -> list[dict]:
+def _wake_run_rows(run, common, b, s, gaps: WakeGaps, gate, n, rng, say, label, solo_ms: float = 0.0,
+                   **cols) -> list[dict]:
     """One ``wake`` row per bin of ``gaps``: :func:`_wake_pairs` of ``run`` (a batch of ``b`` x
     ``s``), ``max(n // 2, 6)`` pairs per bin; and one ``warmup`` row from the batches run after
     the wake-ups of the top bins (:func:`warmup_ms`). ``cols`` are the rows' own columns
-    (``n_adapters``, ``beside``, ``threads``)."""
+    (``n_adapters``, ``beside``, ``threads``, ``running``). ``solo_ms``: the settled batch's time
+    without the contention the pairs ran under (rows with ``running``); the extra is then given
+    in that solo time, each pair's divided by how much slower the settled batches ran, since
+    the simulator adds it to the batch's work, which the other batches then slow."""
     drawn = gaps.draw(max(n // 2, 6), rng)
 
     def pairs() -> tuple[list[float], list[list[float]]]:
@@ -733,6 +741,9 @@ def _wake_run_rows(run, common, b, s, gaps: WakeGaps, gate, n, rng, say, label, 
         return _wake_pairs(run, [g for _, g in drawn], series=series), series
 
     extra, series = gate.run(pairs)
+    if solo_ms > 0:
+        slow = max(1.0, statistics.median(t[-1] for t in series) / solo_ms)
+        extra = [x / slow for x in extra]
     rows = []
     for k in range(gaps.bins):
         xs = [x for (kk, _), x in zip(drawn, extra) if kk == k]
@@ -769,11 +780,41 @@ def _beside_wake_rows(bb, lora_fm, common, gaps: WakeGaps, shapes, gate, repeats
     return rows
 
 
+def _running_wake_rows(bb, lora_fm, common, gaps: WakeGaps, shape, gate, repeats, say) -> list[dict]:
+    """``wake`` and ``warmup`` rows with ``beside`` 1 and ``running`` 1: :func:`_wake_rows`'s
+    pairs on the instance holding an adapter while another instance (its own replica) runs
+    batches of the same length back to back on another thread of this process, as a woken
+    co-located replica finds the cores when another is busy. On the 2-core machine, MiniLM
+    1 x 64: +2.6 to +6.0 ms after 20-200 ms idle, where beside the same replica idle the batch
+    paid +0.9 to +13.5 ms. The extra is given in solo time (``solo_ms`` of
+    :func:`_wake_run_rows`: the settled batch beside the other replica's idle pool)."""
+    import random
+
+    from fmplex_exec.vfm import ExecRequest
+
+    b, s = shape
+    s = bb.spec.default_input_len if _is_vision(bb) else s
+    n = max(repeats, 20)
+    reqs = [ExecRequest("plain", s)] * b
+    other = _harness_fm(copy.deepcopy(bb), [_task("plain", bb)])
+
+    with idle_pool_beside(other, s):
+        solo = gate.run(lambda: statistics.median(_series_ms(lora_fm, reqs, n)))
+    with idle_pool_beside(other, s, running=True):
+        rows = _wake_gap_rows(lora_fm, common, b, s, gaps, gate, n, random.Random(2), say,
+                              "LoRA, beside another instance's running batches", solo_ms=solo,
+                              n_adapters=1, beside=1, running=1)
+    del other
+    return rows
+
+
 @contextlib.contextmanager
-def idle_pool_beside(fm, seq_len: int):
+def idle_pool_beside(fm, seq_len: int, running: bool = False):
     """While inside, another thread of this process holds an OpenMP pool, idle after one batch
     of ``seq_len`` tokens through ``fm`` (another instance's serving thread between batches):
-    every pool of the process is then throttled (:mod:`fmplex_exec.threads`)."""
+    every pool of the process is then throttled (:mod:`fmplex_exec.threads`). ``running``: the
+    thread runs such batches back to back instead (another instance's serving thread at work;
+    ``fm`` must then be a replica of its own); entered after its first."""
     import threading
 
     from fmplex_exec.vfm import ExecRequest
@@ -782,8 +823,11 @@ def idle_pool_beside(fm, seq_len: int):
 
     def hold() -> None:
         with torch.inference_mode():
-            fm.run_batch([ExecRequest("plain", seq_len)])
-        held.set()
+            while True:
+                fm.run_batch([ExecRequest("plain", seq_len)])
+                held.set()
+                if not running or release.is_set():
+                    break
         release.wait()
 
     other = threading.Thread(target=hold, name="fmplex-profile-beside", daemon=True)
@@ -932,6 +976,18 @@ def _contention_rows(bb, common, streams, shape, gen, gate, repeats, say) -> lis
     return rows
 
 
+def _series_ms(fm, reqs, n: int) -> list[float]:
+    """``n`` timed ``fm.run_batch(reqs)`` back to back (ms) after one untimed, on this thread."""
+    with torch.inference_mode():
+        fm.run_batch(reqs)
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fm.run_batch(reqs)
+            out.append((time.perf_counter() - t0) * 1000.0)
+        return out
+
+
 def throttle_samples(fm, reqs, n: int, run: Callable = lambda f: f()) -> list[float]:
     """One series of a ``throttle`` row: ``n`` timed ``fm.run_batch(reqs)`` on a new thread
     (its own pool, while this thread's stays alive, idle) minus the (upper) median of ``n``
@@ -940,14 +996,7 @@ def throttle_samples(fm, reqs, n: int, run: Callable = lambda f: f()) -> list[fl
     import threading
 
     def series() -> list[float]:
-        with torch.inference_mode():
-            fm.run_batch(reqs)
-            out = []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                fm.run_batch(reqs)
-                out.append((time.perf_counter() - t0) * 1000.0)
-            return out
+        return _series_ms(fm, reqs, n)
 
     def beside() -> list[float]:
         box: list[float] = []

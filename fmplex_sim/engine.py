@@ -34,7 +34,7 @@ from fmplex_sim.catalog import BACKBONES, get_device
 from fmplex_sim.cluster import ClusterCost
 from fmplex_sim.config import RunConfig
 from fmplex_sim.latency import make_latency_model
-from fmplex_sim.latency.base import SETTLED, InstanceCost, LatencyModel
+from fmplex_sim.latency.base import BESIDE_RUNNING, SETTLED, InstanceCost, LatencyModel
 from fmplex_sim.policies.placement import InstancePlan, Placement, make_placement
 from fmplex_sim.policies.placement.spatial import first_slice
 from fmplex_sim.policies.scheduling import InstanceView, make_scheduler
@@ -136,7 +136,7 @@ class _Instance:
         self.last_host = 0.0  # host time of the previous batch: how early to prepare the next
         self.idle_since = 0.0  # CPU devices: when its serving thread last finished a batch
         self.warmth = SETTLED  # CPU devices: how cold its last batch left it (LatencyModel.woken)
-        self.beside = False  # CPU devices: whether its running batch shares a process with others
+        self.beside = 0  # CPU devices: its running batch beside other instances (1; 2: BESIDE_RUNNING)
         self.busy_since = 0.0  # CPU devices: when the running batch started
         self.slice_threads = 0  # CPU devices: a spatial slice's threads; 0: a thread of a shared process
         self.jit_timer = False  # a wake-up is set for when the device is nearly free
@@ -468,8 +468,12 @@ class Engine:
     def _wake(self, inst: _Instance, idle_s: float, hot_s: float, tokens: int, beside: bool) -> float:
         """What this batch (``hot_s`` once settled) pays for its serving thread having been idle
         ``idle_s`` (``LatencyModel.woken``); the warmth it leaves stays on ``inst`` until the
-        batch ends, when the wall time it ran (contention included) warms it (``ran``)."""
+        batch ends, when the wall time it ran (contention included) warms it (``ran``). A thread
+        beside other instances whose batch starts while one of theirs runs on its cores reads
+        the wake-up measured so (``BESIDE_RUNNING``)."""
         lat, cost = self.latency, inst.cost
+        if beside and inst.cores.jobs:
+            beside = BESIDE_RUNNING
         extra, inst.warmth = lat.woken(self.device, inst.warmth, idle_s, hot_s, cost.has_lora, inst.slice_threads,
                                        bb=cost.bb, tokens=tokens, beside=beside)
         inst.beside = beside

@@ -18,6 +18,7 @@ from fmplex_exec.profiler import QUICK, WakeGaps, add_profile_arguments, main_pr
 from fmplex_sim.catalog import get_backbone, get_device  # noqa: E402
 from fmplex_sim.cli import main as sim_main  # noqa: E402
 from fmplex_sim.latency.profile import KINDS, ProfileModel, read_profile  # noqa: E402
+from fmplex_sim.latency.base import BESIDE_RUNNING  # noqa: E402
 
 CONFIG = """\
 seed: 1
@@ -186,18 +187,29 @@ def test_profile_model_reads_measured_medians(profile_csv):
         assert pm.pool_throttle_s(bb, cpu, b, s) == pytest.approx(ms / 1000.0)
     # wake-ups beside another instance's pool: on the LoRA instance, at every throttle shape and
     # gap; the engine reads them for a thread of a process holding several instances
-    beside = {(r.batch, r.seq_len, r.gap_ms): r.mean_ms for r in rows if r.kind == "wake" and r.beside}
+    beside = {(r.batch, r.seq_len, r.gap_ms): r.mean_ms for r in rows
+              if r.kind == "wake" and r.beside and not r.running}
     assert set(beside) == {(b, s, g) for b, s in QUICK["throttle_shapes"] for g in gaps}
     assert all(r.n_adapters == 1 and r.beside == 1 for r in rows if r.kind == "wake" and r.beside)
     for (b, s, g), ms in beside.items():
         assert pm.wake_s(cpu, g / 1000.0, lora=True, bb=bb, tokens=b * s, beside=True) == pytest.approx(ms / 1000.0)
+    # and beside another instance's running batches, at the wake shape: what a batch starting
+    # while another runs on its cores reads
+    running = {(r.batch, r.seq_len, r.gap_ms): r.mean_ms for r in rows if r.kind == "wake" and r.running}
+    assert set(running) == {(*QUICK["contention_shape"], g) for g in gaps}
+    assert all(r.n_adapters == 1 and r.beside == 1 and r.running == 1 for r in rows if r.running)
+    for (b, s, g), ms in running.items():
+        got = pm.wake_s(cpu, g / 1000.0, lora=True, bb=bb, tokens=b * s, beside=BESIDE_RUNNING)
+        assert got == pytest.approx(ms / 1000.0)
     # one warmup row beside each group of wake rows: alone (plain, LoRA), beside (per shape),
     # a slice's (plain, LoRA), from the top bins' gaps; the engine reads the one of its table
-    warmup = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside): r for r in rows if r.kind == "warmup"}
-    wake_groups = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside) for r in rows if r.kind == "wake"}
+    warmup = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside, r.running): r for r in rows
+              if r.kind == "warmup"}
+    wake_groups = {(r.batch, r.seq_len, r.n_adapters, r.threads, r.beside, r.running) for r in rows
+                   if r.kind == "wake"}
     assert set(warmup) == wake_groups
     assert all(r.gap_ms == QUICK["wake_gap_range_ms"][0] and r.median_ms >= 0 for r in warmup.values())
-    assert pm.warmup_s(cpu, threads=1) == pytest.approx(warmup[(*QUICK["contention_shape"], 0, 1, 0)].median_ms / 1000)
+    assert pm.warmup_s(cpu, threads=1) == pytest.approx(warmup[(*QUICK["contention_shape"], 0, 1, 0, 0)].median_ms / 1000)
     for n in (1, 2, 3):
         for rank in (4, 8, 64):
             assert pm.adapters_s(bb, cpu, 2, 16, n, rank) >= 0.0

@@ -396,6 +396,17 @@ def test_wake_beside_other_pools_reads_its_own_rows_by_gap_and_batch_tokens(tmp_
     assert wake(0.005, 128) == pytest.approx(0.001)  # proportional below the first gap
     # plain instances beside other pools read the LoRA rows measured there (the only ones)
     assert pm.wake_s(cpu, 0.1, bb=bb, tokens=128, beside=True) == pytest.approx(0.020)
+    # beside a running batch, without rows measured so (format 1.8): the rows beside idle pools
+    from fmplex_sim.latency.base import BESIDE_RUNNING
+
+    assert wake(0.1, 128) == pm.wake_s(cpu, 0.1, lora=True, bb=bb, tokens=128, beside=BESIDE_RUNNING)
+    lines = _with_beside(CPU_PROFILE, BESIDE_WAKE).splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("kind,"))
+    lines = lines[:head] + [lines[head] + ",running"] + [ln + "," for ln in lines[head + 1:]]
+    lines.append("wake,minilm-l6,CPU,fp32,1,64,1,,,,,5,,,20,,100,1,1")  # 5 ms beside running batches
+    running = ProfileModel(_write(tmp_path / "running.csv", "\n".join(lines) + "\n"))
+    assert running.wake_s(cpu, 0.1, lora=True, bb=bb, tokens=128, beside=BESIDE_RUNNING) == pytest.approx(0.005)
+    assert running.wake_s(cpu, 0.1, lora=True, bb=bb, tokens=128, beside=True) == pytest.approx(0.020)
     # alone in its process (or without bb/tokens): the rows measured alone, shape-free as before
     assert pm.wake_s(cpu, 0.1, lora=True, bb=bb, tokens=128) == pytest.approx(0.008)
     assert pm.wake_s(cpu, 10.0) == pytest.approx(0.004)

@@ -153,6 +153,34 @@ def test_cpu_wake_up_beside_other_instances_pools_is_their_own_by_batch_tokens(b
     assert runs["fmplex"] == [(0.0, 0.011), (0.3, 0.313), (0.3, 0.313)]
 
 
+class _Recording(_Waking):
+    """Records each idle gap it is asked about (not the full wake-up past every gap) and what
+    the thread was beside."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def wake_s(self, dev, idle_s, lora=False, threads=0, bb=None, tokens=0, beside=False):
+        if idle_s < 100:
+            self.asked.append((round(idle_s, 6), beside))
+        return super().wake_s(dev, idle_s, lora, threads, bb, tokens, beside)
+
+
+def test_cpu_wake_up_starting_beside_another_replicas_running_batch_reads_its_own_rows(base_raw):
+    from fmplex_sim.latency.base import BESIDE_RUNNING
+
+    lat = _Recording()
+    # b's request at 0.25 s: its replica wakes beside a's idle pool. a's at 0.255 s, while b's
+    # batch runs on the same cores: a's wake-up is the one measured beside running batches.
+    _cpu_run(base_raw, "colocate", lat, arrivals=(0.25, 0.255), tasks=(1, 0))
+    assert lat.asked == [(0.25, True), (0.255, BESIDE_RUNNING)]
+    # apart, each finds the other idle
+    lat = _Recording()
+    _cpu_run(base_raw, "colocate", lat, arrivals=(0.25, 0.5), tasks=(1, 0))
+    assert lat.asked == [(0.25, True), (0.5, True)]
+
+
 def test_cpu_fmplex_runs_one_batch_at_a_time_with_no_pipelining(base_raw):
     # one serving thread: r0 alone (0 -> 11 ms); r1 arrives at 1 ms and waits for it
     assert _cpu_run(base_raw, {"placement": "fmplex", "scheduler": "fifo"}, LinearLatency(),

@@ -39,6 +39,13 @@ class Warmth(NamedTuple):
 
 SETTLED = Warmth()
 
+#: ``beside`` of a thread whose batch starts while another instance's batch runs in its process
+#: (``wake``/``warmup`` rows with ``running``: on the 2-core machine a MiniLM 1 x 64 batch beside
+#: another replica's back-to-back batches paid +2.6 to +6.0 ms after 20-200 ms idle, where
+#: beside an idle pool it paid +0.9 ms after 20 ms and +13.1 to +13.5 ms after 200 ms).
+#: ``beside`` is otherwise a flag: 1 beside other instances' idle pools, 0 alone.
+BESIDE_RUNNING = 2
+
 
 class LatencyModel(ABC):
     """Predicts service times of backbone passes. Subclasses say what they are built from."""

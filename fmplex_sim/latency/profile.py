@@ -84,7 +84,11 @@ cores (a process serving on its main thread). ``wake`` rows with a thread count 
 Optional column ``rows`` (version 1.2): on ``contention`` rows, the batch of each concurrent
 forward (with ``seq_len``, the shape they were measured at). Optional column ``beside``
 (version 1.4): on ``wake``, ``rewarm`` and ``warmup`` rows, how many other instances' idle thread pools
-the process held while they were measured (0 or empty: none). Optional column ``mean_ms`` (version 1.5):
+the process held while they were measured (0 or empty: none). Optional column ``running``
+(version 1.8): on ``wake`` and ``warmup`` rows, how many other instances' batches ran in the
+process meanwhile (0 or empty: none); such ``wake`` rows give the extra in solo time (each
+pair's extra over how much slower the settled batches ran beside the running ones), since the
+engine adds it to the batch's work, which the running batches then slow. Optional column ``mean_ms`` (version 1.5):
 on ``throttle`` and ``wake`` rows, the mean extra time over all samples (finite, >= 0; not
 ordered against the percentiles). These costs are paid by some batches and not others, and
 how often moves with the host's state from one series of batches to the next, so their median
@@ -189,18 +193,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Iterable, Mapping, Sequence
 
-from fmplex_sim.latency.base import LATENCY_MODELS, LatencyModel
+from fmplex_sim.latency.base import BESIDE_RUNNING, LATENCY_MODELS, LatencyModel
 from fmplex_sim.latency.roofline import RooflineModel
 from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.7"
+FORMAT_VERSION = "1.8"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
-OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside", "mean_ms")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4; mean_ms: 1.5
+OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside", "mean_ms", "running")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4; mean_ms: 1.5; running: 1.8
 _INTS = ("batch", "seq_len", "n_adapters", "rank", "outputs", "params", "bytes", "repeats", "threads",
-         "rows", "beside")
+         "rows", "beside", "running")
 _REQUIRED: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "forward": ("batch", "seq_len"),
     "decode": ("batch", "seq_len"),
@@ -247,6 +251,7 @@ class ProfileRow:
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
     beside: int = 0  # wake, rewarm, warmup rows: other instances' thread pools in the process when measured
     mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5)
+    running: int = 0  # wake, warmup rows: other instances' batches running in the process when measured (1.8)
 
     @property
     def expected_ms(self) -> float:
@@ -584,7 +589,7 @@ class ProfileModel(LatencyModel):
         self._contention_shape: dict[str, tuple[str, int, int]] = {}  # dev -> (backbone, rows, seq)
         self._contention_for: dict[tuple, float] = {}  # contention_for's answers, by its arguments
         self._throttle: dict[tuple[str, str], tuple] = {}
-        # (backbone, device, lora, threads, beside) -> (tokens, gap curves), both by tokens
+        # (backbone, device, lora, threads, beside, running) -> (tokens, gap curves), both by tokens
         self._wake: dict[tuple, tuple] = {}
         self._wake_pick: dict[tuple, tuple | None] = {}  # _wake_table's answers, by its arguments
         self._rewarm: dict[tuple, float] = {}  # same keys as _wake -> seconds
@@ -620,7 +625,7 @@ class ProfileModel(LatencyModel):
             elif kind == "wake":
                 tables: dict[tuple, dict[int, list]] = defaultdict(lambda: defaultdict(list))
                 for r in rs:
-                    key = (bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))
+                    key = (bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0), int(r.running > 0))
                     tables[key][r.batch * r.seq_len].append((r.gap_ms, r.expected_ms))
                 for key, by_tokens in tables.items():
                     ns = tuple(sorted(by_tokens))
@@ -628,7 +633,8 @@ class ProfileModel(LatencyModel):
             elif kind in ("rewarm", "warmup"):
                 by_table: dict[tuple, list[float]] = defaultdict(list)
                 for r in rs:
-                    by_table[(bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0))].append(r.median_ms)
+                    by_table[(bb, dev, int(bool(r.n_adapters)), r.threads, int(r.beside > 0),
+                              int(r.running > 0))].append(r.median_ms)
                 table = self._rewarm if kind == "rewarm" else self._warmup
                 for key, xs in by_table.items():
                     table[key] = statistics.median(xs) / 1000.0
@@ -878,7 +884,9 @@ class ProfileModel(LatencyModel):
         one's outside them), else 0. ``threads > 0``: a spatial slice of that many threads,
         read from the rows with that ``threads`` (measured through a slice's own process);
         without such rows, 0. ``beside``: a thread of a process holding other instances (their
-        pools throttled), read from the rows with ``beside`` when there are some. Rows of
+        pools throttled), read from the rows with ``beside`` when there are some;
+        ``BESIDE_RUNNING``: such a thread whose batch starts while another instance's runs,
+        read from the rows with ``running`` first. Rows of
         ``bb`` first, else another backbone's on the device."""
         if idle_s <= 0:
             return 0.0
@@ -911,9 +919,13 @@ class ProfileModel(LatencyModel):
         return self._wake_pick[args]
 
     @staticmethod
-    def _pick(table: dict, dev: str, bb: str | None, lora: int, threads: int, beside: bool):
+    def _pick(table: dict, dev: str, bb: str | None, lora: int, threads: int, beside: int):
+        """``beside`` 0: rows measured alone; 1 (or True): beside idle pools, else alone; 2
+        (:data:`~fmplex_sim.latency.base.BESIDE_RUNNING`): beside another instance's running
+        batches, else beside idle pools, else alone."""
         backbones = ([bb] if bb is not None else []) + sorted({k[0] for k in table if k[1] == dev} - {bb})
-        candidates = ((name, dev, lo, threads, b) for b in ((1, 0) if beside else (0,)) for name in backbones
+        ctx = ((1, 1), (1, 0), (0, 0)) if beside == BESIDE_RUNNING else ((1, 0), (0, 0)) if beside else ((0, 0),)
+        candidates = ((name, dev, lo, threads, b, run) for b, run in ctx for name in backbones
                       for lo in dict.fromkeys((lora, 0, 1) if b else (lora, 0)))
         return next((table[k] for k in candidates if k in table), None)
 
