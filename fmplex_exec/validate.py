@@ -157,7 +157,8 @@ def cmd_validate(args) -> int:
     from fmplex_sim.metrics import write_requests_csv
     from fmplex_sim.results import provenance, results_dir, write_json, write_yaml
     from fmplex_sim.run import prepare, simulate, write_run
-    from fmplex_sim.validation import TARGETS, compare_runs, plot_validation, ranking, within_targets
+    from fmplex_sim.validation import (TARGETS, compare_runs, plot_validation, rank_line, rank_report,
+                                       within_targets)
 
     cfg = load_config(args.config, list(args.set or []))
     names = system_names(args.systems, cfg.systems or DEFAULT_SYSTEMS, cfg)
@@ -250,10 +251,7 @@ def cmd_validate(args) -> int:
             entry["meets_targets"] = within_targets(entry["overall"])
             report["systems"][name] = entry
             runs[name] = (real[name], sim.records)
-        real_rank = ranking(report["systems"], "real")
-        sim_rank = ranking(report["systems"], "sim")
-        report["ranking"] = {"by": "mean latency", "real": real_rank, "sim": sim_rank,
-                             "same": real_rank == sim_rank}
+        report["ranking"] = rank_report(report["systems"])
         report["wall_s"] = round(time.perf_counter() - t_start, 1)
         write_json(tmp / "validation.json", report)
         prov = provenance(cfg.seed, lm, args.argv)
@@ -268,7 +266,6 @@ def cmd_validate(args) -> int:
                         + (f"; {rounds} rounds of replays pooled" if rounds > 1 else ""))
     for name in names:
         print(_summary_line(name, report["systems"][name]))
-    print(f"ranking by mean latency: real {', '.join(real_rank)}; sim {', '.join(sim_rank)}"
-          f" ({'same' if report['ranking']['same'] else 'DIFFERENT'})")
+    print(rank_line(report["ranking"]))
     print(f"report: {out / 'validation.json'}")
     return 0

@@ -126,6 +126,49 @@ def ranking(by_system: Mapping[str, Mapping], side: str, stat: str = "mean_ms") 
     return sorted(by_system, key=key)
 
 
+def rank_report(by_system: Mapping[str, Mapping], stat: str = "mean_ms") -> dict:
+    """The ranking report ``validation.json`` carries: both sides' orders and where they agree.
+
+    ``same`` compares the two orders whole. With two or more rounds of replays (each system's
+    entry has ``rounds``), ``real_rounds`` ranks each round's replays alone, and ``unsettled``
+    lists the pairs of systems the rounds put in different orders: the host's own variation is
+    larger than their difference, so the measurement does not order them. ``same_settled`` is
+    whether the simulation orders every other pair as the pooled replays do; with one round
+    every pair counts as settled and it equals ``same``."""
+    real, sim = ranking(by_system, "real", stat), ranking(by_system, "sim", stat)
+    out: dict = {"by": "mean latency" if stat == "mean_ms" else stat, "real": real, "sim": sim,
+                 "same": real == sim}
+    counts = {len(e.get("rounds") or ()) for e in by_system.values()}
+    n = min(counts) if counts else 0
+    orders = []
+    if n > 1:
+        for r in range(n):
+            one = {k: {"overall": {"real": e["rounds"][r]}} for k, e in by_system.items()}
+            orders.append(ranking(one, "real", stat))
+        out["real_rounds"] = orders
+    unsettled, agree = [], True
+    for i, a in enumerate(real):
+        for b in real[i + 1:]:
+            if len({o.index(a) < o.index(b) for o in orders}) > 1:
+                unsettled.append([a, b])
+            elif sim.index(a) > sim.index(b):
+                agree = False
+    out["unsettled"] = unsettled
+    out["same_settled"] = agree
+    return out
+
+
+def rank_line(report: Mapping) -> str:
+    """One line for a :func:`rank_report`: both orders, and whether they agree."""
+    verdict = "same" if report["same"] else "DIFFERENT"
+    if not report["same"] and report.get("unsettled"):
+        pairs = "; ".join(" and ".join(p) for p in report["unsettled"])
+        verdict += (f"; the replays' rounds order {pairs} differently, and every other pair is "
+                    + ("the same" if report["same_settled"] else "NOT the same either"))
+    return (f"ranking by {report['by']}: real {', '.join(report['real'])}; "
+            f"sim {', '.join(report['sim'])} ({verdict})")
+
+
 def _cdf(ax, recs: Records | Sequence[Records], color, style: str, label: str) -> None:
     recs = [recs] if isinstance(recs, Records) else recs
     lat = np.sort(np.concatenate([(r.finish_s - r.arrival_s)[r.status() == 0] * 1000.0 for r in recs]))

@@ -13,7 +13,7 @@ import yaml
 
 from fmplex_sim.metrics import Records
 from fmplex_sim.specs import TaskSpec
-from fmplex_sim.validation import compare_runs, ranking, within_targets
+from fmplex_sim.validation import compare_runs, rank_line, rank_report, ranking, within_targets
 
 
 def _records(latencies_ms, tasks=(0, 0, 1, 1), rejected=()):
@@ -116,6 +116,50 @@ def test_a_system_that_leaves_requests_unserved_ranks_after_those_that_serve_the
     assert ranking(rep, "real") == ["fast", "slow", "drops", "dead"]
 
 
+def _rounds(*means_per_round, sim):
+    """A validation report's systems: per round real means, and the simulated mean."""
+    names = list(sim)
+    return {n: {"overall": {"real": {"mean_ms": sum(r[n] for r in means_per_round) / len(means_per_round)},
+                            "sim": {"mean_ms": sim[n]}},
+                "rounds": [{"mean_ms": r[n]} for r in means_per_round]} for n in names}
+
+
+def test_rank_report_names_the_pairs_the_rounds_order_differently():
+    """bursty at 5d45c32: colocate and fmplex 0.002 ms apart pooled, one first in each round."""
+    systems = _rounds({"spatial": 24.5, "colocate": 29.7, "fmplex": 29.4},
+                      {"spatial": 24.8, "colocate": 28.5, "fmplex": 28.8},
+                      sim={"spatial": 24.2, "colocate": 28.25, "fmplex": 28.1})
+    rk = rank_report(systems)
+    assert rk["real"] == ["spatial", "colocate", "fmplex"] or rk["real"] == ["spatial", "fmplex", "colocate"]
+    assert rk["sim"] == ["spatial", "fmplex", "colocate"]
+    assert rk["real_rounds"] == [["spatial", "fmplex", "colocate"], ["spatial", "colocate", "fmplex"]]
+    assert sorted(map(sorted, rk["unsettled"])) == [["colocate", "fmplex"]]
+    assert rk["same_settled"] is True
+    assert "order" in rank_line(rk) and "every other pair is the same" in rank_line(rk)
+
+
+def test_rank_report_holds_the_simulator_to_every_pair_the_rounds_agree_on():
+    both = ({"a": 10.0, "b": 20.0, "c": 30.0}, {"a": 11.0, "b": 21.0, "c": 31.0})
+    rk = rank_report(_rounds(*both, sim={"a": 10.0, "b": 31.0, "c": 30.0}))  # b and c swapped
+    assert (rk["same"], rk["unsettled"], rk["same_settled"]) == (False, [], False)
+    assert "DIFFERENT" in rank_line(rk)
+    rk = rank_report(_rounds(*both, sim={"a": 1.0, "b": 2.0, "c": 3.0}))
+    assert (rk["same"], rk["same_settled"]) == (True, True)
+    # a swap of a settled pair is not excused by an unsettled one beside it
+    split = ({"a": 10.0, "b": 20.0, "c": 21.0}, {"a": 10.0, "b": 21.0, "c": 20.0})
+    rk = rank_report(_rounds(*split, sim={"a": 25.0, "b": 20.0, "c": 21.0}))
+    assert rk["unsettled"] in ([["b", "c"]], [["c", "b"]])
+    assert rk["same_settled"] is False
+
+
+def test_rank_report_with_one_round_counts_every_pair_as_settled():
+    systems = {n: {"overall": {"real": {"mean_ms": m}, "sim": {"mean_ms": s}}}
+               for n, m, s in (("x", 1.0, 2.0), ("y", 2.0, 1.0))}
+    rk = rank_report(systems)
+    assert "real_rounds" not in rk
+    assert (rk["same"], rk["unsettled"], rk["same_settled"]) == (False, [], False)
+
+
 # -- end to end on real models -------------------------------------------------------------
 torch = pytest.importorskip("torch", reason="the execution harness needs the exec extra")
 
@@ -208,7 +252,7 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
         real_csv = (out / name / "real" / "requests.csv").read_text().splitlines()
         sim_csv = (out / name / "sim" / "requests.csv").read_text().splitlines()
         assert [r.split(",")[:3] for r in real_csv] == [r.split(",")[:3] for r in sim_csv]
-    assert set(rep["ranking"]) >= {"real", "sim", "same"}
+    assert set(rep["ranking"]) >= {"real", "sim", "same", "unsettled", "same_settled"}
     assert (out / "validation.png").stat().st_size > 0 and (out / "validation.pdf").exists()
     assert (out / "profile.csv").read_text() == quick_profile.read_text()
     # the folder's config names its profile beside it, so the folder reads back from anywhere

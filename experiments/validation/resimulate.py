@@ -33,7 +33,7 @@ from fmplex_sim.latency.profile import ProfileModel
 from fmplex_sim.metrics import read_requests_csv
 from fmplex_sim.run import prepare, simulate
 from fmplex_sim.results import provenance, write_json
-from fmplex_sim.validation import compare_runs, plot_validation, ranking, within_targets
+from fmplex_sim.validation import compare_runs, plot_validation, rank_line, rank_report, within_targets
 
 
 def main() -> int:
@@ -81,13 +81,12 @@ def main() -> int:
         o, b = entry["overall"], old["overall"]
         print(f"{name:>9}  {b['p50_rel_err'] * 100:+9.1f}% -> {o['p50_rel_err'] * 100:+7.1f}%  "
               f"{b['p99_rel_err'] * 100:+9.1f}% -> {o['p99_rel_err'] * 100:+7.1f}%")
-    real_rank, sim_rank = ranking(systems, "real"), ranking(systems, "sim")
-    print(f"ranking by mean latency: real {', '.join(real_rank)}; sim {', '.join(sim_rank)} "
-          f"({'same' if real_rank == sim_rank else 'DIFFERENT'})")
+    ranked = rank_report(systems)
+    print(rank_line(ranked))
     if args.out:
         report = dict(before, systems=systems, resimulated={"folder": str(folder), "profile": str(profile),
                                                             "per_round": args.per_round})
-        report["ranking"] = {"by": "mean latency", "real": real_rank, "sim": sim_rank, "same": real_rank == sim_rank}
+        report["ranking"] = ranked
         args.out.mkdir(parents=True, exist_ok=True)
         write_json(args.out / "validation.json", report)
         write_json(args.out / "provenance.json", provenance(cfg.seed, {"kind": "profile", "source": str(profile)},

@@ -64,8 +64,18 @@ def table(out: Path, names) -> str:
             lines.append(
                 f"| {name} | {sysname} | {r['p50_ms']:.1f} / {s['p50_ms']:.1f} | {o['p50_rel_err'] * 100:+.1f}% | "
                 f"{r['p99_ms']:.1f} / {s['p99_ms']:.1f} | {o['p99_rel_err'] * 100:+.1f}% | "
-                f"{r['slo_attainment']:.3f} / {s['slo_attainment']:.3f} | {'yes' if rep['ranking']['same'] else 'no'} | {apart} |")
+                f"{r['slo_attainment']:.3f} / {s['slo_attainment']:.3f} | {_ranked(rep['ranking'])} | {apart} |")
     return "\n".join(lines)
+
+
+def _ranked(rk: dict) -> str:
+    """The table's ranking cell: yes, or no with the pairs the replays' own rounds left unsettled."""
+    if rk["same"]:
+        return "yes"
+    if not rk.get("unsettled"):
+        return "no"
+    pairs = ", ".join("/".join(p) for p in rk["unsettled"])
+    return f"no ({pairs} unsettled by the replays; {'rest same' if rk['same_settled'] else 'rest differs'})"
 
 
 if __name__ == "__main__":
