@@ -251,6 +251,8 @@ def test_native_placeholder_task_and_three_columns(tmp_path):
     write_native_trace(path, tr, default_task="azure-conv")
     back = load("native", path)
     assert back.task_names == ("azure-conv",) and list(back.arrival_s) == [0.0, 0.5, 0.5]
+    write_native(tmp_path / "z.csv", [-0.0, 1.0], ["a", "b"], [5, 6])  # -0.0 is >= 0: written as 0
+    assert (tmp_path / "z.csv").read_text().splitlines()[1] == "0.000000,a,5"
     write_native(tmp_path / "q.csv", [1.0, 2.0], ["a", "b"], [5, 6])
     assert (tmp_path / "q.csv").read_text() == "arrival_s,task,input_len\n1.000000,a,5\n2.000000,b,6\n"
     q = load("native", tmp_path / "q.csv")
@@ -380,6 +382,11 @@ def test_mooncake_errors(tmp_path):
         ([good, '{"timestamp": 3, "input_length": -5, "output_length": 1}'], 2, "input_length must be >= 0"),
         ([good, "[1, 2]"], 2, "expected a JSON object"),
         ([good, "", good], 2, "empty line"),
+        # json keeps the last of two values; which one the trace meant cannot be known
+        ([good, '{"timestamp": 3, "input_length": 5, "output_length": 1, "timestamp": 9}'], 2,
+         'key "timestamp" given twice'),
+        ([good, good, '{"timestamp": 3, "input_length": 5, "output_length": 1, "x": {"a": 1, "a": 2}}'], 3,
+         'key "a" given twice'),
     ]
     for lines, line, word in cases:
         path.write_text("\n".join(lines) + "\n")

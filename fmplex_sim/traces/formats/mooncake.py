@@ -2,7 +2,8 @@
 
 Format: JSON lines, one object per request: ``timestamp`` (milliseconds, a number),
 ``input_length`` and ``output_length`` (whole numbers of tokens); other keys (``hash_ids``, the
-512-token prefix blocks) are ignored. There is no header: the first request is line 1.
+512-token prefix blocks) are ignored. An object that names one key twice, at any depth, is
+refused. There is no header: the first request is line 1.
 
 Rules:
 
@@ -33,6 +34,21 @@ from fmplex_sim.traces.formats._csv import (
 )
 
 KEYS = ("timestamp", "input_length", "output_length")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list) -> dict:
+    """A JSON object that names each key once: ``json`` would keep the last of two values of
+    one key, and which the trace meant is not knowable."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(f"key {json.dumps(twice)} given twice")
+    return obj
 
 
 def _problem(obj) -> str | None:
@@ -68,9 +84,12 @@ def _scan(path, lines: list[str]) -> None:
             problems.add(i, "empty line")
             break
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_object)
         except json.JSONDecodeError as err:
             problems.add(i, f"not valid JSON ({err.msg} at column {err.colno})")
+            break
+        except _DuplicateKey as err:
+            problems.add(i, str(err))
             break
         except ValueError:  # an integer of more than 4300 digits
             problems.add(i, "a number with too many digits")
@@ -91,7 +110,7 @@ def load(path: str, *, seed: int = 0, window: tuple[float, float | None] | None 
     check_window(path, window)
     lines = split_lines(path, read_text(path))
     try:
-        objs = json.loads("[" + ",".join(lines) + "]")
+        objs = json.loads("[" + ",".join(lines) + "]", object_pairs_hook=_object)
         if len(objs) != len(lines):  # a line holding "1,2" parses as two values
             raise ValueError("line count")
         ts = [o["timestamp"] for o in objs]

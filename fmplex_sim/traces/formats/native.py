@@ -217,7 +217,7 @@ def write_native(
             raise InputError(dest, f"row {badl[0] + 1}", f"{what} must be a whole number >= 0, got {arr[badl[0]]}")
         cols_int.append(map(str, a.astype(np.int64).tolist()))
     header = "arrival_s,task,input_len" + (",output_len" if out is not None else "")
-    times = [f"{x:.6f}" for x in t.tolist()]
+    times = [f"{x:.6f}" for x in (t + 0.0).tolist()]  # + 0.0: -0.0 (>= 0, allowed) as 0.000000
     rows = map(",".join, zip(times, per_row, *cols_int))
     with open(dest, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(header + "\n")
