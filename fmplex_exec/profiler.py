@@ -209,6 +209,40 @@ def merge_rows(profiles: Sequence[Sequence[dict]]) -> list[dict]:
     return out
 
 
+#: ``fmplex-exec validate`` notes rounds' profiles whose ``forward`` rows lie further apart than
+#: this (:func:`forward_apart`): the host's speed changed between them, and two merge by their
+#: mean. In the suite at 5d45c32 and the held-out runs on the 2-core machine the two rounds'
+#: profiles lay 2-11% apart, except in two runs where one profile caught a spell that slowed
+#: two-thread forwards, invisible to the quiet gate: 27% and 45%.
+PROFILES_APART = 0.2
+
+
+def forward_apart(profiles: Sequence[Sequence[dict]]) -> float:
+    """How far apart the ``forward`` rows of profiles measured on one grid lie: over every pair
+    of profiles and every group of rows (backbone, device, thread count), the median over the
+    group's shapes of ``max(a, b) / min(a, b)`` of their ``median_ms``, minus 1; the largest.
+    A median over shapes, so one noisy point does not count, while a spell that slowed all of
+    one thread count's forwards does. 0 with fewer than two profiles or no shared rows."""
+    def groups(rows: Sequence[dict]) -> dict:
+        out: dict = {}
+        for r in rows:
+            if r.get("kind") == "forward" and r.get("median_ms"):
+                g = (r.get("backbone"), r.get("device"), r.get("threads") or None)
+                out.setdefault(g, {})[(r.get("batch"), r.get("seq_len"))] = float(r["median_ms"])
+        return out
+
+    worst = 0.0
+    gs = [groups(p) for p in profiles]
+    for i in range(len(gs)):
+        for j in range(i + 1, len(gs)):
+            for g, a in gs[i].items():
+                b = gs[j].get(g, {})
+                ratios = [max(a[k], b[k]) / min(a[k], b[k]) for k in a.keys() & b.keys() if min(a[k], b[k]) > 0]
+                if ratios:
+                    worst = max(worst, statistics.median(ratios) - 1.0)
+    return worst
+
+
 class _Clock:
     """``perf_counter`` in seconds, with the device drained first on CUDA."""
 

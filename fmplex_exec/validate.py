@@ -149,7 +149,7 @@ def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
     from fmplex_exec.cli import as_run, check_cuda, check_runnable
     from fmplex_exec.executors import make_executor
-    from fmplex_exec.profiler import default_sim_device, merge_rows
+    from fmplex_exec.profiler import PROFILES_APART, default_sim_device, forward_apart, merge_rows
     from fmplex_exec.runtime import Runtime, RuntimeOptions
     from fmplex_sim.cli import system_names
     from fmplex_sim.config import load_config
@@ -237,11 +237,24 @@ def cmd_validate(args) -> int:
                 write_requests_csv(real_dir / "requests.csv", records)
                 write_json(real_dir / "summary.json", summary)
                 real[name].append(records)
+        profiles: dict | None = None
+        if len(measured) > 1:
+            # Two rounds merge by their mean: a profile measured in a slow spell of the host moves
+            # the simulation by half the spell. Say so, and keep how far apart they lay.
+            apart = forward_apart(measured)
+            profiles = {"measured": len(measured), "forward_apart": round(apart, 4),
+                        "apart_limit": PROFILES_APART}
+            if apart > PROFILES_APART:
+                say(f"note: the rounds' profiles lie {apart:.0%} apart on their forward rows (more than "
+                    f"{PROFILES_APART:.0%}): the host's speed changed between them, and the simulation "
+                    "reads their median (of two, the mean); profile-round*.csv hold each")
         # ``latency`` now holds the final profile: the last round read it after its merge.
         report: dict = {"config": str(args.config), "device": args.device, "sim_device": sim_device,
                         "profile": "profile.csv", "profile_measured": not args.profile,
                         "rounds": rounds, "requests": len(wl), "tasks": len(cfg.tasks),
                         "duration_s": cfg.duration_s, "targets": TARGETS, "systems": {}}
+        if profiles is not None:
+            report["profiles"] = profiles
         runs = {}
         for name in names:
             c = cfg.with_system(name)

