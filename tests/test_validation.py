@@ -361,10 +361,11 @@ def _flat(x, prefix=""):
 MEASURED = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "measured"
 
 
-@pytest.mark.parametrize("folder", ["minilm_medium", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
+@pytest.mark.parametrize("folder", ["minilm_medium", "heldout_twelve_tasks", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
 def test_the_committed_validation_run_is_what_its_requests_say(folder):
     """The README's tables of the committed runs (experiments/validation/measured/: the CPU
-    medium run, and the two H100 runs) come from their validation.json; every number in it must
+    medium run, the held-out scenario's second run, and the two H100 runs) come from their
+    validation.json; every number in it must
     follow from the requests stored beside it (every replay per system and the simulated run)
     through the same comparison validate makes, so the folder is evidence, not a copy of a
     table."""
