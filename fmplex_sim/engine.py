@@ -465,7 +465,7 @@ class Engine:
                     partial(self._host_done, inst, decision, service_s, host)
                 )
 
-    def _wake(self, inst: _Instance, idle_s: float, hot_s: float, tokens: int, beside: bool) -> float:
+    def _wake(self, inst: _Instance, idle_s: float, hot_s: float, tokens: int, beside: int) -> float:
         """What this batch (``hot_s`` once settled) pays for its serving thread having been idle
         ``idle_s`` (``LatencyModel.woken``); the warmth it leaves stays on ``inst`` until the
         batch ends, when the wall time it ran (contention included) warms it (``ran``). A thread

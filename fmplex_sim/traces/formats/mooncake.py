@@ -43,12 +43,12 @@ class _DuplicateKey(ValueError):
 def _object(pairs: list) -> dict:
     """A JSON object that names each key once: ``json`` would keep the last of two values of
     one key, and which the trace meant is not knowable."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise _DuplicateKey(f"key {json.dumps(twice)} given twice")
-    return obj
+    seen: set = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(f"key {json.dumps(key)} given twice")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _problem(obj) -> str | None:
