@@ -4,13 +4,14 @@ and their latency.
 
 Latency is compared on one PhysicalFM in one process, batch against batch, with the same
 healthy rows each time: batches *with* the broken task's rows and invalid requests mixed in
-alternate with batches *without* them, so the machine's drift (about 10% on this 2-core VM)
-hits both sides alike. The bound is 25% on the median: the healthy rows run the same forward
-either way (rows that fail validation or belong to a quarantined task never reach the
-backbone), so the only extra cost is validating and refusing a few requests, well under 1 ms
-against batches of about 15-25 ms; 25% leaves room for timing noise of small CPU forwards and
-still catches a real leak, such as the broken rows still running through the backbone (7 rows
-instead of 5) or a slow exception path.
+alternate (ABBA) with batches *without* them, so the machine's drift (about 10% on this 2-core
+VM) hits both sides alike, and each side's fastest batch is compared: other processes on the
+host only ever add time, so the fastest is the batch's own cost (the medians, printed, move
+with the host's load). The bound is 25%: the healthy rows run the same forward either way, so
+the only extra cost is validating and refusing a few requests, well under 1 ms against batches
+of about 15-25 ms; 25% leaves room for timing noise of small CPU forwards and still catches a
+slow exception path. That rows which fail validation or belong to a quarantined task never
+reach the backbone is checked by counting the rows of each backbone forward, not by timing.
 """
 
 from __future__ import annotations
@@ -101,17 +102,34 @@ def test_broken_task_is_quarantined_and_others_keep_outputs_and_latency(fm_and_r
         got = by_req[id(r)]
         assert got.ok and torch.allclose(got.output, want, rtol=1e-4, atol=1e-5)
 
+    # The healthy rows alone reach the backbone: counted, not timed.
+    seen: list[int] = []
+    hook = bb.model.register_forward_pre_hook(
+        lambda _m, args, kwargs: seen.append(next(v.shape[0] for v in (*args, *kwargs.values())
+                                                  if torch.is_tensor(v))), with_kwargs=True)
+    try:
+        fm.run_batch(mixed)
+    finally:
+        hook.remove()
+    assert seen == [len(healthy)], seen
+
     with_faults, without = [], []
-    for _ in range(ROUNDS):
-        dt, res = _timed(fm, mixed)
-        with_faults.append(dt)
-        assert [x.ok for x in res] == [any(r is h for h in healthy) for r in mixed]
-        dt, _ = _timed(fm, healthy)
-        without.append(dt)
-    m_with, m_without = statistics.median(with_faults), statistics.median(without)
-    print(f"median batch ms: with the broken task and invalid requests {m_with * 1e3:.2f}, "
-          f"without {m_without * 1e3:.2f} (ratio {m_with / m_without:.3f})")
-    assert m_with <= 1.25 * m_without, (m_with, m_without)
+    for i in range(ROUNDS):
+        # ABBA order: a drift of the host within a pair hits both sides alike
+        for faulty in ((True, False) if i % 2 == 0 else (False, True)):
+            if faulty:
+                dt, res = _timed(fm, mixed)
+                with_faults.append(dt)
+                assert [x.ok for x in res] == [any(r is h for h in healthy) for r in mixed]
+            else:
+                without.append(_timed(fm, healthy)[0])
+    # Other processes only ever add time: each side's fastest batch is its own cost, and the
+    # median is printed for the record.
+    best_with, best_without = min(with_faults), min(without)
+    print(f"batch ms with the broken task and invalid requests: fastest {best_with * 1e3:.2f}, median "
+          f"{statistics.median(with_faults) * 1e3:.2f}; without: fastest {best_without * 1e3:.2f}, median "
+          f"{statistics.median(without) * 1e3:.2f} (fastest ratio {best_with / best_without:.3f})")
+    assert best_with <= 1.25 * best_without, (best_with, best_without)
 
 
 def test_replay_keeps_serving_the_others_with_a_broken_task_and_bad_requests():
