@@ -4,8 +4,9 @@
   open loop on real models, writing the simulator's results schema;
 - ``profile --backbone NAME --device cpu|cuda --out FILE.csv``: measure a latency profile that
   ``fmplex-sim`` reads as ``latency_model: {profile: FILE.csv}``;
-- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE] [--rounds N]``: replay and simulate
-  one request stream for each system and report the simulator's errors (validate.py);
+- ``validate CONFIG --out DIR [--device cpu|cuda] [--profile FILE] [--rounds N] [--extra-rounds K]``:
+  replay and simulate one request stream for each system and report the simulator's errors
+  (validate.py);
 - ``isolation CONFIG --noisy TASK --out DIR [--device cpu|cuda] [--systems ...]``: what one noisy
   task does to the others on real models: the stream shared, each other task alone on its own
   requests, and without the noisy task (fmplex_sim.isolation, the simulator's report);
@@ -240,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay every system this many times, interleaved, and pool them; without "
                    "--profile a profile is measured before each round and the rounds' profiles "
                    "merged (default 2; 1 for a quick run)")
+    v.add_argument("--extra-rounds", type=int, default=1,
+                   help="with two or more rounds: run up to this many more, one at a time, while the "
+                   "rounds disagree (their profiles' forward rows more than 20%% apart, or one "
+                   "system's replays more than 10%% apart in mean latency); 0: never (default 1)")
     v.add_argument("--systems", help="comma-separated systems (default: the config's `systems`, "
                    "else spatial,colocate,fmplex)")
     v.add_argument("--set", action="append", metavar="KEY=VALUE")

@@ -14,6 +14,13 @@ rounds' profiles merged (each row's median across them), and the measured side p
 round's requests: both sample the same minutes. ``round_spread`` reports how far one system's
 replays lie apart, the host's own noise, which no simulator can be expected to beat.
 
+Extra rounds (``--extra-rounds K``, default 1). When the rounds disagree, the rounds' profiles
+lying more than ``PROFILES_APART`` apart on their forward rows or one system's replays more than
+``REPLAYS_APART`` apart in mean latency, one spell of the host weighs as much as everything
+else measured. The command then runs another round, up to K, and checks again: of three
+profiles the median outvotes one measured in a spell, and three replays pool more of the host's
+minutes. ``validation.json``'s ``extra_rounds`` says how many ran and why.
+
 Results folder::
 
     profile.csv                  the profile the simulator used (measured here, merged over the
@@ -129,6 +136,24 @@ def _load_avg() -> float | None:
         return None
 
 
+def _disagreement(measured: list[list[dict]], real: dict[str, list]) -> str | None:
+    """Why the rounds so far disagree, or None: their profiles' forward rows lie more than
+    ``PROFILES_APART`` apart, or one system's replays more than ``REPLAYS_APART`` apart in
+    mean latency."""
+    from fmplex_exec.profiler import PROFILES_APART, forward_apart
+    from fmplex_sim.validation import REPLAYS_APART, replays_apart
+
+    why = []
+    apart = forward_apart(measured)
+    if apart > PROFILES_APART:
+        why.append(f"the profiles lie {apart:.0%} apart on their forward rows (limit {PROFILES_APART:.0%})")
+    spread = {name: replays_apart(recs) for name, recs in real.items()}
+    worst = max(spread, key=spread.get) if spread else None
+    if worst is not None and spread[worst] > REPLAYS_APART:
+        why.append(f"{worst}'s replays lie {spread[worst]:.0%} apart in mean latency (limit {REPLAYS_APART:.0%})")
+    return "; ".join(why) or None
+
+
 def _summary_line(name: str, entry: dict) -> str:
     o = entry["overall"]
     r, s = o["real"], o["sim"]
@@ -157,8 +182,8 @@ def cmd_validate(args) -> int:
     from fmplex_sim.metrics import write_requests_csv
     from fmplex_sim.results import provenance, results_dir, write_json, write_yaml
     from fmplex_sim.run import prepare, simulate, write_run
-    from fmplex_sim.validation import (TARGETS, compare_runs, plot_validation, rank_line, rank_report,
-                                       within_targets)
+    from fmplex_sim.validation import (REPLAYS_APART, TARGETS, compare_runs, plot_validation, rank_line,
+                                       rank_report, within_targets)
 
     cfg = load_config(args.config, list(args.set or []))
     names = system_names(args.systems, cfg.systems or DEFAULT_SYSTEMS, cfg)
@@ -170,6 +195,8 @@ def cmd_validate(args) -> int:
     cfg = as_run(cfg, args.device)
     if args.rounds < 1:
         raise InputError("--rounds", str(args.rounds), "must be at least 1")
+    if args.extra_rounds < 0:
+        raise InputError("--extra-rounds", str(args.extra_rounds), "must be 0 or more")
     if args.profile is not None and not args.profile.strip():
         raise InputError("--profile", "", "name a profile CSV (or leave --profile out to measure one)")
     check_results_out(args.out)  # before minutes of profiling
@@ -197,8 +224,11 @@ def cmd_validate(args) -> int:
         measured: list[list[dict]] = []
         comments: list[str] = []
         real: dict[str, list] = {name: [] for name in names}
-        for r in range(rounds):
-            tag = f"round {r + 1}/{rounds}: " if rounds > 1 else ""
+        most = rounds + args.extra_rounds if rounds > 1 else 1  # one round has nothing to disagree with
+        extra_why: list[str] = []
+        r = 0
+        while True:
+            tag = (f"round {r + 1}/{rounds}: " if r < rounds else f"round {r + 1} (extra): ") if rounds > 1 else ""
             if not args.profile:
                 say(f"{tag}measuring the profile")
                 rows, comments = _measure_profile(cfg, wl, args.device, args.dtype, sim_device, say)
@@ -226,7 +256,7 @@ def cmd_validate(args) -> int:
                 write_yaml(real_dir / "config.yaml", c.to_dict())
                 prov = provenance(c.seed, lm, args.argv)
                 prov["engine"] = {"name": "fmplex_exec", "device": args.device, "dtype": args.dtype,
-                                  "round": r + 1, "rounds": rounds}
+                                  "round": r + 1, "rounds": rounds, "extra": r >= rounds}
                 # Other work on the host slows a replay and nothing else records it: the load
                 # average (runnable threads, this replay's own included) before and after.
                 prov["host_load"] = {"cpus": os.cpu_count(), "loadavg_1m_before": load_before,
@@ -237,6 +267,15 @@ def cmd_validate(args) -> int:
                 write_requests_csv(real_dir / "requests.csv", records)
                 write_json(real_dir / "summary.json", summary)
                 real[name].append(records)
+            r += 1
+            if r < rounds:
+                continue
+            why = _disagreement(measured, real) if r < most else None
+            if not why:
+                break
+            say(f"round {r} done: {why}; one more round")
+            extra_why.append(why)
+        rounds = r
         profiles: dict | None = None
         if len(measured) > 1:
             # Two rounds merge by their mean: a profile measured in a slow spell of the host moves
@@ -247,7 +286,8 @@ def cmd_validate(args) -> int:
             if apart > PROFILES_APART:
                 say(f"note: the rounds' profiles lie {apart:.0%} apart on their forward rows (more than "
                     f"{PROFILES_APART:.0%}): the host's speed changed between them, and the simulation "
-                    "reads their median (of two, the mean); profile-round*.csv hold each")
+                    f"reads their median{' (of two, the mean)' if len(measured) == 2 else ''}; "
+                    "profile-round*.csv hold each")
         # ``latency`` now holds the final profile: the last round read it after its merge.
         report: dict = {"config": str(args.config), "device": args.device, "sim_device": sim_device,
                         "profile": "profile.csv", "profile_measured": not args.profile,
@@ -255,6 +295,9 @@ def cmd_validate(args) -> int:
                         "duration_s": cfg.duration_s, "targets": TARGETS, "systems": {}}
         if profiles is not None:
             report["profiles"] = profiles
+        if most > 1:
+            report["extra_rounds"] = {"allowed": args.extra_rounds, "run": len(extra_why), "why": extra_why,
+                                      "profiles_apart_limit": PROFILES_APART, "replays_apart_limit": REPLAYS_APART}
         runs = {}
         for name in names:
             c = cfg.with_system(name)

@@ -160,6 +160,16 @@ def test_rank_report_with_one_round_counts_every_pair_as_settled():
     assert (rk["same"], rk["unsettled"], rk["same_settled"]) == (False, [], False)
 
 
+def test_replays_apart_is_the_spread_of_their_mean_latency():
+    from fmplex_sim.validation import replays_apart
+
+    a, b = _records([10.0, 30.0], tasks=(0, 1)), _records([10.0, 50.0], tasks=(0, 1))
+    assert replays_apart([a, b]) == pytest.approx(30.0 / 20.0 - 1.0)
+    assert replays_apart([a]) == 0.0
+    c = _records([10.0, 500.0], tasks=(0, 1), rejected=(1,))  # a request not completed does not count
+    assert replays_apart([a, c]) == pytest.approx(20.0 / 10.0 - 1.0)
+
+
 # -- end to end on real models -------------------------------------------------------------
 torch = pytest.importorskip("torch", reason="the execution harness needs the exec extra")
 
@@ -185,15 +195,10 @@ def quick_profile(tmp_path_factory):
     return path
 
 
-def test_validate_notes_rounds_whose_profiles_lie_apart(tmp_path, quick_profile, monkeypatch, capsys):
-    """Held-out run 2 at 47b1ac7: round 1's profile caught a spell that slowed two-thread
-    forwards 1.5x, the replays did not, and the merge (for two, the mean) moved the simulation
-    by a quarter. validate records how far the rounds' forward rows lie apart and says so."""
+def _forward_scaled_profiles(quick_profile, factors):
+    """A stand-in for ``_measure_profile``: the quick profile's rows, with each call's forward
+    rows scaled by the next of ``factors``."""
     import csv
-
-    from fmplex_exec import validate as v
-    from fmplex_exec.cli import main
-    from fmplex_exec.profiler import PROFILES_APART
 
     def num(x):
         for f in (int, float):
@@ -206,19 +211,34 @@ def test_validate_notes_rounds_whose_profiles_lie_apart(tmp_path, quick_profile,
     with open(quick_profile) as fh:
         base = [{k: num(x) for k, x in r.items() if x != ""}
                 for r in csv.DictReader(line for line in fh if not line.startswith("#"))]
-    factors = iter([1.0, 1.5])
+    it = iter(factors)
 
     def measure(*args, **kw):
-        f = next(factors)
+        f = next(it)
         return [dict(r, **{c: r[c] * f for c in ("median_ms", "p10_ms", "p90_ms") if c in r})
                 if r["kind"] == "forward" else dict(r) for r in base], ["fake"]
 
+    return base, measure
+
+
+def test_validate_notes_rounds_whose_profiles_lie_apart(tmp_path, quick_profile, monkeypatch, capsys):
+    """Held-out run 2 at 47b1ac7: round 1's profile caught a spell that slowed two-thread
+    forwards 1.5x, the replays did not, and the merge (for two, the mean) moved the simulation
+    by a quarter. validate records how far the rounds' forward rows lie apart and says so."""
+    import csv
+
+    from fmplex_exec import validate as v
+    from fmplex_exec.cli import main
+    from fmplex_exec.profiler import PROFILES_APART
+
+    base, measure = _forward_scaled_profiles(quick_profile, [1.0, 1.5])
     monkeypatch.setattr(v, "_measure_profile", measure)
     cfg = tmp_path / "v.yaml"
     cfg.write_text(yaml.safe_dump(dict(CONFIG, systems=["fmplex"])))
     out = tmp_path / "val"
-    assert main(["validate", str(cfg), "--out", str(out), "--rounds", "2"]) == 0
+    assert main(["validate", str(cfg), "--out", str(out), "--rounds", "2", "--extra-rounds", "0"]) == 0
     rep = json.loads((out / "validation.json").read_text())
+    assert rep["extra_rounds"]["run"] == 0 and rep["rounds"] == 2
     assert rep["profiles"]["measured"] == 2 and rep["profiles"]["apart_limit"] == PROFILES_APART
     assert rep["profiles"]["forward_apart"] == pytest.approx(0.5, abs=1e-3)
     assert "the rounds' profiles lie 50% apart on their forward rows" in capsys.readouterr().err
@@ -226,6 +246,66 @@ def test_validate_notes_rounds_whose_profiles_lie_apart(tmp_path, quick_profile,
         merged = [r for r in csv.DictReader(line for line in fh if not line.startswith("#")) if r["kind"] == "forward"]
     want = [r["median_ms"] * 1.25 for r in base if r["kind"] == "forward"]
     assert [float(r["median_ms"]) for r in merged] == pytest.approx(want, rel=1e-5)
+
+
+def test_validate_runs_a_third_round_when_two_profiles_disagree_and_the_median_outvotes_the_spell(
+        tmp_path, quick_profile, monkeypatch, capsys):
+    """Round 2's profile caught a spell (forward rows 1.5x): a third round is run, and the merged
+    profile, the median of three, is the two that agree."""
+    import csv
+
+    from fmplex_exec import validate as v
+    from fmplex_exec.cli import main
+    from fmplex_exec.profiler import PROFILES_APART
+
+    base, measure = _forward_scaled_profiles(quick_profile, [1.0, 1.5, 1.0])
+    monkeypatch.setattr(v, "_measure_profile", measure)
+    monkeypatch.setattr("fmplex_sim.validation.replays_apart", lambda recs: 0.0)  # only the profiles decide
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(dict(CONFIG, systems=["fmplex"])))
+    out = tmp_path / "val"
+    assert main(["validate", str(cfg), "--out", str(out)]) == 0
+    rep = json.loads((out / "validation.json").read_text())
+    assert rep["rounds"] == 3 and rep["profiles"]["measured"] == 3
+    extra = rep["extra_rounds"]
+    assert extra["allowed"] == 1 and extra["run"] == 1 and extra["profiles_apart_limit"] == PROFILES_APART
+    assert extra["why"] == [f"the profiles lie 50% apart on their forward rows (limit {PROFILES_APART:.0%})"]
+    assert "round 2 done: the profiles lie 50% apart" in capsys.readouterr().err
+    assert (out / "profile-round3.csv").is_file() and (out / "fmplex" / "real-3" / "requests.csv").is_file()
+    prov = json.loads((out / "fmplex" / "real-3" / "provenance.json").read_text())
+    assert prov["engine"]["round"] == 3 and prov["engine"]["extra"] is True
+    with open(out / "profile.csv") as fh:
+        merged = [r for r in csv.DictReader(line for line in fh if not line.startswith("#")) if r["kind"] == "forward"]
+    want = [r["median_ms"] for r in base if r["kind"] == "forward"]
+    assert [float(r["median_ms"]) for r in merged] == pytest.approx(want, rel=1e-5)
+    assert len(rep["systems"]["fmplex"]["rounds"]) == 3
+
+
+def test_validate_adds_rounds_while_the_replays_disagree_up_to_the_limit(tmp_path, quick_profile, monkeypatch, capsys):
+    """Replays that lie apart ask for more rounds, one at a time, at most --extra-rounds; with
+    rounds that agree, or --extra-rounds 0, or one round, none is added."""
+    from fmplex_exec.cli import main
+
+    apart = {"value": 0.5}
+    monkeypatch.setattr("fmplex_sim.validation.replays_apart", lambda recs: apart["value"] if len(recs) > 1 else 0.0)
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(dict(CONFIG, systems=["fmplex"], duration_s=1)))
+    args = ["validate", str(cfg), "--profile", str(quick_profile), "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--extra-rounds", "2"]) == 0
+    rep = json.loads((tmp_path / "a" / "validation.json").read_text())
+    assert rep["rounds"] == 4 and rep["extra_rounds"]["run"] == 2
+    assert rep["extra_rounds"]["why"] == ["fmplex's replays lie 50% apart in mean latency (limit 10%)"] * 2
+    assert sorted(p.name for p in (tmp_path / "a" / "fmplex").glob("real*")) == ["real", "real-2", "real-3", "real-4"]
+    assert main([*args, "--out", str(tmp_path / "b"), "--extra-rounds", "0"]) == 0
+    rep = json.loads((tmp_path / "b" / "validation.json").read_text())
+    assert rep["rounds"] == 2 and rep["extra_rounds"] == dict(rep["extra_rounds"], run=0, why=[])
+    apart["value"] = 0.05
+    assert main([*args, "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "validation.json").read_text())["rounds"] == 2
+    apart["value"] = 0.5
+    assert main([*args, "--out", str(tmp_path / "d"), "--rounds", "1"]) == 0
+    rep = json.loads((tmp_path / "d" / "validation.json").read_text())
+    assert rep["rounds"] == 1 and "extra_rounds" not in rep
 
 
 @pytest.mark.slow
@@ -261,7 +341,7 @@ def test_validate_replays_and_simulates_one_stream_per_system(tmp_path, quick_pr
     cfg.write_text(yaml.safe_dump(CONFIG))
     out = tmp_path / "val"
     assert main(["validate", str(cfg), "--out", str(out), "--profile", str(quick_profile), "--quiet",
-                 "--rounds", "2"]) == 0
+                 "--rounds", "2", "--extra-rounds", "0"]) == 0
     rep = json.loads((out / "validation.json").read_text())
     assert list(rep["systems"]) == ["colocate", "fmplex"]  # the config's `systems`
     assert rep["rounds"] == 2
@@ -332,6 +412,9 @@ def test_validate_bad_profile_exits_2_and_writes_nothing(tmp_path, capsys):
     assert main(["validate", str(cfg), "--out", str(out), "--rounds", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--rounds" in err[0] and not out.exists()
+    assert main(["validate", str(cfg), "--out", str(out), "--extra-rounds", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--extra-rounds" in err[0] and not out.exists()
 
 
 def test_validate_writes_each_replays_lifecycle(tmp_path, quick_profile):
