@@ -167,6 +167,24 @@ def summarize(samples_ms: Iterable[float], *, extra_cost: bool = False) -> dict:
 MEASURED = ("median_ms", "p10_ms", "p90_ms", "mean_ms", "repeats")
 
 
+def read_rows(path: str | Path) -> list[dict]:
+    """A profile CSV's rows as :func:`profile_backbone` returns them: the columns given (blank
+    ones left out), numbers as numbers; ready for :func:`merge_rows` and :func:`forward_apart`."""
+    import csv
+
+    def num(x: str):
+        for f in (int, float):
+            try:
+                return f(x)
+            except ValueError:
+                pass
+        return x
+
+    with open(path, newline="") as fh:
+        return [{k: num(v) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(line for line in fh if not line.startswith("#"))]
+
+
 def merge_rows(profiles: Sequence[Sequence[dict]]) -> list[dict]:
     """One profile from several measured on the same grid (``fmplex-exec validate --rounds``):
     each row's ``median_ms``, ``p10_ms`` and ``p90_ms`` are the medians of its values across the

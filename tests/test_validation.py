@@ -198,19 +198,9 @@ def quick_profile(tmp_path_factory):
 def _forward_scaled_profiles(quick_profile, factors):
     """A stand-in for ``_measure_profile``: the quick profile's rows, with each call's forward
     rows scaled by the next of ``factors``."""
-    import csv
+    from fmplex_exec.profiler import read_rows
 
-    def num(x):
-        for f in (int, float):
-            try:
-                return f(x)
-            except ValueError:
-                pass
-        return x
-
-    with open(quick_profile) as fh:
-        base = [{k: num(x) for k, x in r.items() if x != ""}
-                for r in csv.DictReader(line for line in fh if not line.startswith("#"))]
+    base = read_rows(quick_profile)
     it = iter(factors)
 
     def measure(*args, **kw):
@@ -444,10 +434,11 @@ def _flat(x, prefix=""):
 MEASURED = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "measured"
 
 
-@pytest.mark.parametrize("folder", ["minilm_medium", "heldout_twelve_tasks", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
+@pytest.mark.parametrize("folder", ["minilm_medium", "heldout_twelve_tasks", "heldout_fourteen_tasks", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
 def test_the_committed_validation_run_is_what_its_requests_say(folder):
     """The README's tables of the committed runs (experiments/validation/measured/: the CPU
-    medium run, the held-out scenario's second run, and the two H100 runs) come from their
+    medium run, held-out scenario 1's second run, held-out scenario 2's run with its extra
+    round, and the two H100 runs) come from their
     validation.json; every number in it must
     follow from the requests stored beside it (every replay per system and the simulated run)
     through the same comparison validate makes, so the folder is evidence, not a copy of a
@@ -473,6 +464,34 @@ def test_the_committed_validation_run_is_what_its_requests_say(folder):
                 assert got[k] == (v if not isinstance(v, float) else pytest.approx(v, rel=2e-4, abs=2e-3)), (name, k)
     assert ranking(rep["systems"], "real") == rep["ranking"]["real"]
     assert ranking(rep["systems"], "sim") == rep["ranking"]["sim"]
+
+
+def test_resimulate_first_rounds_reproduce_the_folder_with_all_of_them_and_pool_only_those(tmp_path):
+    """`resimulate.py DIR --first N`: the first N rounds' profiles merged as validate merges them
+    and their replays pooled. With every round it is the folder's own report again; with fewer,
+    only those rounds' replays count."""
+    import subprocess
+    import sys
+
+    d = MEASURED / "heldout_fourteen_tasks"
+    rep = json.loads((d / "validation.json").read_text())
+    assert rep["rounds"] == 3 and rep["extra_rounds"]["run"] == 1
+    script = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "resimulate.py"
+    for n in (3, 2):
+        out = tmp_path / f"first{n}"
+        done = subprocess.run([sys.executable, str(script), str(d), "--first", str(n), "--out", str(out)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        again = json.loads((out / "validation.json").read_text())
+        for name, entry in again["systems"].items():
+            assert len(entry["rounds"]) == n
+            if n == 3:  # the round files hold 6 decimals, validate merged the full values
+                for key in ("p50_rel_err", "p99_rel_err", "mean_rel_err"):
+                    assert entry["overall"][key] == pytest.approx(rep["systems"][name]["overall"][key], abs=2e-3)
+            else:
+                # requests.csv holds times to the microsecond
+                assert [r["mean_ms"] for r in entry["rounds"]] == pytest.approx(
+                    [r["mean_ms"] for r in rep["systems"][name]["rounds"][:2]], rel=1e-4)
 
 
 def test_log_axes_of_validation_figures_label_decades_as_plain_text():

@@ -1,7 +1,7 @@
 """Simulate a validation folder's request stream again and compare it with the replays it holds.
 
     python experiments/validation/resimulate.py results/validation/minilm_low [--profile FILE]
-        [--per-round]
+        [--per-round] [--first N]
 
 The replays (`<system>/real*/requests.csv`) are what the host measured and stay as they are;
 only the simulated side is recomputed, with this checkout's simulator and the folder's
@@ -14,7 +14,9 @@ minutes to measure, in seconds; the replays' own noise is still in them (`round_
 `--per-round` simulates the stream once per round with that round's own profile
 (`profile-round<k>.csv`) and pools those simulations, as the replays are pooled: if the host
 drifted between rounds, and each round's profile caught the same spell as its replays, this
-pairing takes the drift out of the comparison.
+pairing takes the drift out of the comparison. `--first N` compares as if the run had stopped
+after round N: its first N rounds' profiles merged as validate merges them, and their replays
+pooled (say `--first 2` on a folder where validate added an extra round).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,21 +45,33 @@ def main() -> int:
     ap.add_argument("--profile", type=Path, help="profile CSV (default: the folder's profile.csv)")
     ap.add_argument("--per-round", action="store_true",
                     help="simulate once per round with that round's profile-round<k>.csv, pooled")
+    ap.add_argument("--first", type=int, metavar="N",
+                    help="only the first N rounds: their profiles merged, their replays pooled")
     ap.add_argument("--out", type=Path, help="write validation.json, validation.png and provenance.json here")
     args = ap.parse_args()
     folder: Path = args.folder
-    if args.per_round and args.profile:
-        sys.exit("--per-round reads the folder's per-round profiles; it takes no --profile")
+    if (args.per_round or args.first) and args.profile:
+        sys.exit("--per-round and --first read the folder's per-round profiles; they take no --profile")
+    if args.first is not None and args.first < 1:
+        sys.exit("--first: give a number of rounds, 1 or more")
+    per_round = sorted(folder.glob("profile-round*.csv"), key=lambda p: (len(p.name), p.name))[:args.first]
+    if (args.per_round or args.first) and len(per_round) < (args.first or 1):
+        sys.exit(f"{folder}: fewer than {args.first or 1} profile-round<k>.csv (a run with fewer rounds, or "
+                 "given --profile)")
     profile = args.profile or folder / "profile.csv"
+    if args.first and not args.per_round:
+        from fmplex_exec.profiler import merge_rows, read_rows
+        from fmplex_sim.latency.profile import write_profile
+
+        profile = Path(tempfile.mkdtemp()) / f"profile-first{args.first}.csv"
+        write_profile(profile, merge_rows([read_rows(p) for p in per_round]),
+                      [f"merged: the median of each row over {', '.join(p.name for p in per_round)}"])
     before = json.loads((folder / "validation.json").read_text())
     # as the harness ran it (a folder written before as_run existed records the config as given)
     cfg = as_run(load_config(folder / "config.yaml"), before.get("device", "cpu"))
     cfg = replace(cfg, latency_model=LatencyConfig(kind="profile", path=str(profile)))
     cfg, wl, _ = prepare(cfg)
     if args.per_round:
-        per_round = sorted(folder.glob("profile-round*.csv"), key=lambda p: (len(p.name), p.name))
-        if not per_round:
-            sys.exit(f"{folder}: no profile-round<k>.csv (a run with one round, or given --profile)")
         models = [ProfileModel(p) for p in per_round]
         profile = ", ".join(p.name for p in per_round)
     else:
@@ -66,7 +81,7 @@ def main() -> int:
     print(f"{'system':>9}  {'p50 err before -> now':>22}  {'p99 err before -> now':>22}")
     for name, old in before["systems"].items():
         c = cfg.with_system(name)
-        reals = sorted((folder / name).glob("real*"), key=lambda p: (len(p.name), p.name))
+        reals = sorted((folder / name).glob("real*"), key=lambda p: (len(p.name), p.name))[:args.first]
         real = [read_requests_csv(d / "requests.csv", wl.tasks) for d in reals]
         for rec in real:
             if not np.allclose(rec.arrival_s, wl.arrival_s, atol=2e-6):
