@@ -46,20 +46,27 @@ def batch_spans(path: Path) -> list[tuple[float, float, str, list[dict]]]:
                   for (inst, _), rs in batches.items())
 
 
+def idle_gaps(spans: list[tuple[float, float, str, list[dict]]]) -> list[float | None]:
+    """Per span of :func:`batch_spans`, how long its instance had been idle before it (None
+    for the instance's first batch)."""
+    gaps, last = [], {}  # each instance's latest finish so far
+    for start, finish, inst, _ in spans:
+        gaps.append(start - last[inst] if inst in last else None)
+        last[inst] = max(last.get(inst, finish), finish)
+    return gaps
+
+
 def alone(path: Path) -> dict[str, tuple[float, str, float | None]]:
     """``request_id -> (service ms, task, idle s)`` of the completed requests in ``path`` that
     ran as a batch of one that overlapped no other batch; ``idle s`` is how long its instance
     had been idle before that batch (None for the instance's first batch)."""
     spans = batch_spans(path)
     out, ended = {}, float("-inf")  # the latest finish of the batches started before
-    last: dict[str, float] = {}  # each instance's latest finish so far
-    for i, (start, finish, inst, rs) in enumerate(spans):
+    for i, ((start, finish, _, rs), idle) in enumerate(zip(spans, idle_gaps(spans))):
         nxt = spans[i + 1][0] if i + 1 < len(spans) else float("inf")
         if len(rs) == 1 and ended < start and finish < nxt:
-            idle = start - last[inst] if inst in last else None
             out[rs[0]["request_id"]] = ((finish - start) * 1000.0, rs[0]["task"], idle)
         ended = max(ended, finish)
-        last[inst] = max(last.get(inst, finish), finish)
     return out
 
 
@@ -95,11 +102,9 @@ def started_beside(path: Path) -> dict[str, tuple[float, str, float | None, bool
     ``path``: ``beside`` when its batch started while another instance's batch ran; ``idle
     s`` as in :func:`alone`."""
     spans = batch_spans(path)
-    out, last = {}, {}
-    for start, finish, inst, rs in spans:
+    out = {}
+    for (start, finish, inst, rs), idle in zip(spans, idle_gaps(spans)):
         beside = any(s2 < start < f2 and i2 != inst for s2, f2, i2, _ in spans)
-        idle = start - last[inst] if inst in last else None
-        last[inst] = max(last.get(inst, finish), finish)
         for r in rs:
             out[r["request_id"]] = ((finish - start) * 1000.0, r["task"], idle, beside)
     return out
@@ -186,6 +191,7 @@ def main() -> int:
                         pairs[_gap_class(idle) if args.by_gap else task].append((ms, sim[rid][0]))
         _print_pairs(pairs, args.by_gap)
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

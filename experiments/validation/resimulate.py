@@ -63,7 +63,8 @@ def main() -> int:
         from fmplex_exec.profiler import merge_rows, read_rows
         from fmplex_sim.latency.profile import write_profile
 
-        profile = Path(tempfile.mkdtemp()) / f"profile-first{args.first}.csv"
+        scratch = tempfile.TemporaryDirectory()  # removed when main returns
+        profile = Path(scratch.name) / f"profile-first{args.first}.csv"
         write_profile(profile, merge_rows([read_rows(p) for p in per_round]),
                       [f"merged: the median of each row over {', '.join(p.name for p in per_round)}"])
     before = json.loads((folder / "validation.json").read_text())
