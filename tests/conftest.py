@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,17 @@ def traces() -> Path:
             pytest.fail(f"the public traces folder {PUBLIC_TRACES} is missing; CI must provide ../shared/traces")
         pytest.skip(f"public traces not found at {PUBLIC_TRACES} (see traces/README.md for where to get them)")
     return PUBLIC_TRACES
+
+
+def load_script(path: Path, name: str | None = None):
+    """Import a script of experiments/ (not a package) as a module; registered in sys.modules,
+    where dataclasses look their module up."""
+    name = name or f"script_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def pytest_collection_modifyitems(config, items):

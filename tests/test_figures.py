@@ -7,25 +7,16 @@ each figure's keys, a missing input recorded as skipped with its reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from fmplex_sim.cli import main as sim
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "experiments" / "figures"
-
-
-def _module(path: Path):
-    spec = importlib.util.spec_from_file_location(f"figtest_{path.parent.name}_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +45,8 @@ def _headlines(out: Path) -> dict:
 
 def test_fig1_and_fig2_scripts_draw_and_merge_their_headlines(results, tmp_path, capsys):
     out = tmp_path / "figs"
-    assert _module(FIGS / "fig1_load" / "plot.py").main(["--results", str(results / "fig1_load"), "--out", str(out)]) == 0
-    assert _module(FIGS / "fig2_cdf" / "plot.py").main(["--results", str(results / "fig2_cdf"), "--out", str(out)]) == 0
+    assert load_script(FIGS / "fig1_load" / "plot.py").main(["--results", str(results / "fig1_load"), "--out", str(out)]) == 0
+    assert load_script(FIGS / "fig2_cdf" / "plot.py").main(["--results", str(results / "fig2_cdf"), "--out", str(out)]) == 0
     for name in ("fig1_load", "fig2_cdf"):
         for ext in ("png", "pdf"):
             f = out / f"{name}.{ext}"
@@ -77,9 +68,9 @@ def test_fig1_and_fig2_scripts_draw_and_merge_their_headlines(results, tmp_path,
 
 def test_missing_inputs_are_recorded_as_skipped(tmp_path, capsys):
     out = tmp_path / "figs"
-    fig8 = _module(FIGS / "fig8_validation" / "plot.py")
+    fig8 = load_script(FIGS / "fig8_validation" / "plot.py")
     assert fig8.main(["--validation", str(tmp_path / "nowhere"), "--out", str(out)]) == 0
-    fig7 = _module(FIGS / "fig7_traces" / "plot.py")
+    fig7 = load_script(FIGS / "fig7_traces" / "plot.py")
     assert fig7.main(["--skipped", "public traces not found", "--out", str(out)]) == 0
     h = _headlines(out)
     assert h["fig8_validation"]["skipped"] is True and "validation.json" in h["fig8_validation"]["reason"]
@@ -88,7 +79,7 @@ def test_missing_inputs_are_recorded_as_skipped(tmp_path, capsys):
 
 
 def test_make_figures_records_a_skip_without_running_anything(tmp_path, capsys):
-    mf = _module(FIGS / "make_figures.py")
+    mf = load_script(FIGS / "make_figures.py")
     out = tmp_path / "figs"
     rc = mf.main(["--out", str(out), "--only", "fig7_traces,fig8_validation", "--traces", str(tmp_path / "no-traces"),
                   "--validation", str(tmp_path / "no-validation")])
@@ -118,7 +109,7 @@ def test_notebook_redraws_from_a_results_folder(results, monkeypatch):
 
 
 def test_fig8_pools_the_measured_replays_of_every_round(tmp_path):
-    fig8 = _module(FIGS / "fig8_validation" / "plot.py")
+    fig8 = load_script(FIGS / "fig8_validation" / "plot.py")
     header = "request_id,task,arrival_s,start_s,finish_s,latency_ms,batch_id,instance,status,reason\n"
 
     def requests_csv(path: Path, latencies_ms) -> None:

@@ -4,10 +4,10 @@ ran at once."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "validation" / "isolated_batches.py"
 HEADER = "request_id,task,arrival_s,start_s,finish_s,latency_ms,batch_id,instance,status,reason\n"
@@ -24,10 +24,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("isolated_batches", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 @pytest.fixture

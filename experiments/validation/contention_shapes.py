@@ -17,12 +17,13 @@ import argparse
 import sys
 
 
-def _shapes(text: str) -> list[tuple[int, int]]:
+def _shapes(text: str, flag: str = "--shapes") -> list[tuple[int, int]]:
+    """``"1x16,4x32"`` as ``[(1, 16), (4, 32)]``; exits naming ``flag`` on a bad part."""
     out = []
     for part in text.split(","):
         b, _, s = part.strip().partition("x")
         if not (b.isdigit() and s.isdigit() and int(b) > 0 and int(s) > 0):
-            raise SystemExit(f"--shapes: {part!r} is not BATCHxSEQ_LEN, e.g. 1x64")
+            raise SystemExit(f"{flag}: {part!r} is not BATCHxSEQ_LEN, e.g. 1x64")
         out.append((int(b), int(s)))
     return out
 
