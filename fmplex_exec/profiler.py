@@ -261,6 +261,88 @@ def forward_apart(profiles: Sequence[Sequence[dict]]) -> float:
     return worst
 
 
+#: Forwards :class:`HostProbe` times per backbone and probe (after two untimed ones).
+PROBE_REPEATS = 15
+#: ``fmplex-exec validate`` notes a system whose replays met the probe's forward further than
+#: this from the profile's row (as a ratio, either way): the host ran at another speed than
+#: when it was profiled, and every latency of the replay with it.
+HOST_SPEED_APART = 0.1
+
+
+def probe_point(rows: Sequence[dict], backbone: str) -> tuple[tuple[int, int], float] | None:
+    """The ``forward`` row :class:`HostProbe` times for ``backbone``: at all threads, the smallest
+    batch of the profile's grid at its longest input. ``((batch, seq_len), median_ms)``, or None
+    where ``rows`` hold no such row."""
+    pts = {(int(r["batch"]), int(r["seq_len"])): float(r["median_ms"]) for r in rows
+           if r.get("kind") == "forward" and r.get("backbone") == backbone and not r.get("threads")
+           and r.get("median_ms")}
+    if not pts:
+        return None
+    b = min(pt[0] for pt in pts)
+    shape = (b, max(s for bb, s in pts if bb == b))
+    return shape, pts[shape]
+
+
+class HostProbe:
+    """How fast the host runs now, against a profile: :data:`PROBE_REPEATS` forwards of each
+    backbone at its :func:`probe_point`, at all threads as the profile's row was measured, on a
+    short-lived thread (no OpenMP pool is left on the caller's). ``fmplex-exec validate`` probes
+    before and after each replay: a replay run in a slower spell of a shared host than its
+    profile is slower everywhere, and the probe says so. A diagnostic: nothing is scaled by it.
+
+    ``backbones``: names; those without a probe point in ``rows`` are left out. The models are
+    built once (random weights where not pretrained, from ``seed``)."""
+
+    def __init__(self, backbones: Iterable[str], rows: Sequence[dict], *, device: str = "cpu",
+                 dtype: str = "float32", seed: int = 0, repeats: int = PROBE_REPEATS) -> None:
+        self.repeats = repeats
+        self.clock = _Clock(torch.device(device))
+        self.points: dict[str, tuple[tuple[int, int], Backbone, dict]] = {}
+        gen = torch.Generator().manual_seed(seed)
+        for name in sorted(set(backbones)):
+            point = probe_point(rows, name)
+            if point is not None:
+                bb = off_main(load_backbone, name, device=device, dtype=dtype, seed=seed, name="fmplex-probe")
+                self.points[name] = (point[0], bb, bb.make_inputs(*point[0], gen))
+
+    def measure(self) -> dict[str, dict]:
+        """Per backbone: ``{"batch", "seq_len", "median_ms"}`` of the forwards timed now."""
+        def run() -> dict[str, dict]:
+            out = {}
+            with torch.inference_mode():
+                for name, ((b, s), bb, x) in self.points.items():
+                    (ms,) = _bench([lambda: bb.model(**x)], self.clock, self.repeats, 2, max_s=5.0)
+                    out[name] = {"batch": b, "seq_len": s, "median_ms": round(statistics.median(ms), 4)}
+            return out
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(os.cpu_count() or 1)  # as profile_backbone measured the row
+        try:
+            return off_main(run, name="fmplex-probe")
+        finally:
+            torch.set_num_threads(old)
+
+
+def host_speed(probes: Sequence[dict], rows: Sequence[dict]) -> dict[str, dict]:
+    """Per backbone, the probes of a system's replays (``probes``: each replay's
+    ``{"before": HostProbe.measure(), "after": ...}``) against the profile ``rows``:
+    ``probe_ms`` (every probe, in order), ``profile_ms`` (the row at the probe's shape) and
+    ``ratio`` (their median over it: 1.2 means the host ran the probe 20% slower around the
+    replays than the profile says)."""
+    out: dict[str, dict] = {}
+    for p in probes:
+        for when in ("before", "after"):
+            for name, m in (p.get(when) or {}).items():
+                e = out.setdefault(name, {"batch": m["batch"], "seq_len": m["seq_len"], "probe_ms": []})
+                e["probe_ms"].append(m["median_ms"])
+    for name, e in out.items():
+        point = probe_point(rows, name)
+        ref = point[1] if point and point[0] == (e["batch"], e["seq_len"]) else None
+        e["profile_ms"] = ref
+        e["ratio"] = round(statistics.median(e["probe_ms"]) / ref, 4) if ref else None
+    return out
+
+
 class _Clock:
     """``perf_counter`` in seconds, with the device drained first on CUDA."""
 

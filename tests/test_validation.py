@@ -238,6 +238,35 @@ def test_validate_notes_rounds_whose_profiles_lie_apart(tmp_path, quick_profile,
     assert [float(r["median_ms"]) for r in merged] == pytest.approx(want, rel=1e-5)
 
 
+def test_validate_probes_the_host_around_each_replay_and_says_when_it_ran_off_the_profiles_speed(
+        tmp_path, quick_profile, monkeypatch, capsys):
+    """A profile measured in a fast spell (forward rows a quarter of what the host now needs):
+    the probe's forwards around every replay take about 4x the profile's row, validation.json
+    says so per system and backbone, and the command notes it."""
+    from fmplex_exec import validate as v
+    from fmplex_exec.cli import main
+    from fmplex_exec.profiler import probe_point, read_rows
+
+    base, measure = _forward_scaled_profiles(quick_profile, [0.25])
+    monkeypatch.setattr(v, "_measure_profile", measure)
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump(dict(CONFIG, duration_s=1)))
+    out = tmp_path / "val"
+    assert main(["validate", str(cfg), "--out", str(out), "--rounds", "1"]) == 0
+    rep = json.loads((out / "validation.json").read_text())
+    (shape, row_ms) = probe_point(read_rows(out / "profile.csv"), "minilm-l6")
+    assert row_ms == pytest.approx(probe_point(base, "minilm-l6")[1] * 0.25, rel=1e-5)
+    err = capsys.readouterr().err
+    for name, entry in rep["systems"].items():
+        h = entry["host_speed"]["minilm-l6"]
+        assert (h["batch"], h["seq_len"]) == shape and h["profile_ms"] == pytest.approx(row_ms)
+        assert len(h["probe_ms"]) == 2 and h["ratio"] > 2.0  # about 4: a fourfold spell, not noise
+        prov = json.loads((out / name / "real" / "provenance.json").read_text())["host_speed"]
+        assert [prov[w]["minilm-l6"]["median_ms"] for w in ("before", "after")] == h["probe_ms"]
+        assert f"note: around {name}'s replays minilm-l6's probe forwards" in err
+    assert "the host ran slower than when profiled" in err
+
+
 def test_validate_runs_a_third_round_when_two_profiles_disagree_and_the_median_outvotes_the_spell(
         tmp_path, quick_profile, monkeypatch, capsys):
     """Round 2's profile caught a spell (forward rows 1.5x): a third round is run, and the merged
