@@ -138,8 +138,9 @@ def _percentile(sorted_xs: Sequence[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
-def summarize(samples_ms: Iterable[float], *, extra_cost: bool = False) -> dict:
-    """``median_ms``, ``p10_ms``, ``p90_ms`` and ``repeats`` of timed samples (ms).
+def summarize(samples_ms: Iterable[float], *, extra_cost: bool = False, mean: bool = False) -> dict:
+    """``median_ms``, ``p10_ms``, ``p90_ms`` and ``repeats`` of timed samples (ms); with
+    ``mean``, also ``mean_ms``, their mean (``forward`` rows: see :func:`_forward_rows`).
 
     ``extra_cost``: the samples are differences (a batch in some condition minus the same
     batch without it) that may come out negative by noise; the percentiles are then clamped
@@ -158,7 +159,7 @@ def summarize(samples_ms: Iterable[float], *, extra_cost: bool = False) -> dict:
         return round(max(lo, _percentile(xs, p)), 6)
 
     out = {"median_ms": q(50), "p10_ms": q(10), "p90_ms": q(90), "repeats": len(xs)}
-    if extra_cost:
+    if extra_cost or mean:
         out["mean_ms"] = round(max(0.0, math.fsum(xs) / len(xs)), 6)
     return out
 
@@ -707,14 +708,23 @@ def profile_backbone(
 def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warmup, max_s, say,
                   passes: int | None = None) -> list[dict]:
     """``forward`` rows: the bare model over each (batch, seq_len) of the grid. A point's
-    repeats are split over ``passes`` sweeps of the whole grid, so that every point samples the
-    host over the same minutes. Measured back to back instead, one point could catch a slow
-    spell of a shared VM and its neighbours a fast one: in one profile on the 2-core host, batch
-    4 x 128 ran as slowly on two threads as on one (170 vs 162 ms) while the shapes around it
-    ran twice as fast on two."""
+    repeats are split over ``passes`` sweeps of the whole grid (default: one sample per sweep),
+    so that every point samples the host over the same minutes. Measured back to back instead,
+    one point could catch a slow spell of a shared VM and its neighbours a fast one: in one
+    profile on the 2-core host, batch 4 x 128 ran as slowly on two threads as on one (170 vs
+    162 ms) while the shapes around it ran twice as fast on two.
+
+    The rows carry ``mean_ms``, which the model reads. The 2-core host runs in spells: for
+    seconds at a time every forward is 30-45% slower, then fast again, with no steal time or
+    other process to show for it (``experiments/validation/host_spells.py``). A replay of a
+    minute meets both kinds of spell in proportion, and its forwards take the mean. The median
+    of a few samples lands in one spell or the other: one held-out profile's chronos 1 x 96 row
+    read 10.3 ms, its 10th percentile 6.5 ms, while the probes around that run's replays met
+    6.4-6.9 ms in fast spells and 9.0-10.2 ms in slow ones. So each sample is taken in a sweep
+    of its own, as far apart as the grid allows, and their mean is the row's expected time."""
     seqs = [bb.spec.default_input_len] if _is_vision(bb) else list(seq_lens)
     inputs = {(b, s): bb.make_inputs(b, s, gen) for b in batches for s in seqs}
-    passes = max(1, min(SWEEPS if passes is None else passes, repeats))
+    passes = max(1, min(repeats if passes is None else passes, repeats))
 
     def measure(pt, p: int) -> list[float]:
         x, n = inputs[pt], repeats // passes + (p < repeats % passes)
@@ -724,7 +734,7 @@ def _forward_rows(bb, common, batches, seq_lens, gen, clock, gate, repeats, warm
 
     rows = []
     for (b, s), ms in _swept(inputs, measure, passes).items():
-        rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(ms)))
+        rows.append(dict(common, kind="forward", batch=b, seq_len=s, **summarize(ms, mean=True)))
         say(f"forward b={b} s={s}: {rows[-1]['median_ms']:.3f} ms")
     return rows
 

@@ -164,7 +164,9 @@ def test_profile_model_reads_measured_medians(profile_csv):
         if r.kind == "forward":
             # all-core rows describe the whole host; one-thread rows a slice owning one core
             share = 1.0 if not r.threads else r.threads / cpu.cores
-            assert pm.backbone_s(bb, cpu, r.batch, r.seq_len, share) == pytest.approx(r.median_ms / 1000.0)
+            # the mean of the samples, one per sweep of the grid (format 1.9: the host's spells)
+            assert r.mean_ms is not None and r.repeats >= 1
+            assert pm.backbone_s(bb, cpu, r.batch, r.seq_len, share) == pytest.approx(r.mean_ms / 1000.0)
             assert r.median_ms > 0
     assert {r.threads for r in rows if r.kind == "forward"} == {0, 1}
     assert pm.contention(cpu, 2) >= 1.0 and pm.wake_s(cpu, 0.05) >= 0.0
@@ -177,7 +179,7 @@ def test_profile_model_reads_measured_medians(profile_csv):
     # throttle and wake rows are costs a batch pays or not: they carry their samples' mean,
     # and the model charges it (format 1.5)
     assert all(r.mean_ms is not None for r in rows if r.kind in ("throttle", "wake"))
-    assert all(r.mean_ms is None for r in rows if r.kind not in ("throttle", "wake"))
+    assert all(r.mean_ms is None for r in rows if r.kind not in ("throttle", "wake", "forward"))
     # past every gap measured: the largest gap's row (the quick grid's two bins: the slope past
     # it is never negative, and the curve is capped at its largest value)
     assert pm.wake_s(cpu, 1.0, threads=1) == pytest.approx(

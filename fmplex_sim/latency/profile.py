@@ -1,6 +1,6 @@
 """Latency model interpolated from a measured profile table (CSV).
 
-Profile CSV format (version 1.7)
+Profile CSV format (version 1.9)
 --------------------------------
 
 A profile is a UTF-8 text file of latency measurements, one measurement per line.
@@ -93,7 +93,11 @@ on ``throttle`` and ``wake`` rows, the mean extra time over all samples (finite,
 ordered against the percentiles). These costs are paid by some batches and not others, and
 how often moves with the host's state from one series of batches to the next, so their median
 over a few series jumps between 0 and the full cost; the mean is the expected cost per batch.
-The model reads ``mean_ms`` where a row has it, else ``median_ms``.
+Version 1.9 gives ``forward`` rows ``mean_ms`` too: a host that runs in spells (seconds at a
+time 30-45% slower on the 2-core machine) puts the median of a few samples in one spell or the
+other, and a replay meets both in proportion: the mean is the expected time.
+The model reads ``mean_ms`` where a row has it (the ``forward`` and ``decode`` grids included),
+else ``median_ms``.
 
 ``forward`` and ``decode`` rows of one (backbone, device, threads) must form a full grid: every
 (batch, seq_len) pair of the measured batch values x measured seq_len values, each once.
@@ -199,7 +203,7 @@ from fmplex_sim.specs import BackboneSpec, DeviceSpec, ExtensionSpec
 
 COLUMNS = ("kind", "backbone", "device", "dtype", "batch", "seq_len", "n_adapters", "rank",
            "outputs", "params", "bytes", "median_ms", "p10_ms", "p90_ms", "repeats")
-FORMAT_VERSION = "1.8"
+FORMAT_VERSION = "1.9"
 ROBUST_OVERHEAD_SIZES = 5  # overhead rows at this many batch sizes or more: Theil-Sen fit
 _FORMAT_COMMENT = re.compile(r"profile CSV format version\s+(\S+?)\)?\s*$")
 OPTIONAL_COLUMNS = ("threads", "gap_ms", "rows", "beside", "mean_ms", "running")  # threads, gap_ms: 1.1; rows: 1.2; beside: 1.4; mean_ms: 1.5; running: 1.8
@@ -250,13 +254,13 @@ class ProfileRow:
     gap_ms: float = 0.0  # wake, rewarm, warmup rows: how long the serving thread had been idle
     rows: int = 0  # contention rows: each concurrent forward's batch (its seq_len: seq_len)
     beside: int = 0  # wake, rewarm, warmup rows: other instances' thread pools in the process when measured
-    mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5)
+    mean_ms: float | None = None  # throttle, wake rows: the samples' mean (version 1.5); forward (1.9)
     running: int = 0  # wake, warmup rows: other instances' batches running in the process when measured (1.8)
 
     @property
     def expected_ms(self) -> float:
         """The mean where the row gives one (``throttle``, ``wake``: costs a batch pays or
-        not), else the median."""
+        not; ``forward``: a host's spells), else the median."""
         return self.median_ms if self.mean_ms is None else self.mean_ms
 
 
@@ -533,7 +537,7 @@ def _grid(rows: list[ProfileRow], path: object) -> _Grid:
             f"{path}:{r.line}: {r.kind} rows of {r.backbone} on {r.device} are not a full "
             f"(batch, seq_len) grid; missing {missing[:4]}{' ...' if len(missing) > 4 else ''}"
         )
-    return _Grid(B, S, tuple(tuple(cells[(b, s)].median_ms for s in S) for b in B))
+    return _Grid(B, S, tuple(tuple(cells[(b, s)].expected_ms for s in S) for b in B))
 
 
 def _curve(points: Iterable[tuple[float, float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
