@@ -463,11 +463,11 @@ def _flat(x, prefix=""):
 MEASURED = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "measured"
 
 
-@pytest.mark.parametrize("folder", ["minilm_medium", "heldout_twelve_tasks", "heldout_fourteen_tasks", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
+@pytest.mark.parametrize("folder", ["minilm_medium", "heldout_twelve_tasks", "heldout_twelve_tasks_run5", "heldout_fourteen_tasks", "cuda-h100/minilm", "cuda-h100/mix_two_backbones"])
 def test_the_committed_validation_run_is_what_its_requests_say(folder):
     """The README's tables of the committed runs (experiments/validation/measured/: the CPU
-    medium run, held-out scenario 1's second run, held-out scenario 2's run with its extra
-    round, and the two H100 runs) come from their
+    medium run, held-out scenario 1's second and fifth runs, held-out scenario 2's run with
+    its extra round, and the two H100 runs) come from their
     validation.json; every number in it must
     follow from the requests stored beside it (every replay per system and the simulated run)
     through the same comparison validate makes, so the folder is evidence, not a copy of a
