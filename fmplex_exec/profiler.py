@@ -265,8 +265,8 @@ def forward_apart(profiles: Sequence[Sequence[dict]]) -> float:
 #: Forwards :class:`HostProbe` times per backbone and probe (after two untimed ones).
 PROBE_REPEATS = 15
 #: ``fmplex-exec validate`` notes a system whose replays met the probe's forward further than
-#: this from the profile's row (as a ratio, either way): the host ran at another speed than
-#: when it was profiled, and every latency of the replay with it.
+#: this from the profile's row (as a ratio, either way): the probes met other spells of the
+#: host than the profile's row did.
 HOST_SPEED_APART = 0.1
 
 
@@ -288,8 +288,10 @@ class HostProbe:
     """How fast the host runs now, against a profile: :data:`PROBE_REPEATS` forwards of each
     backbone at its :func:`probe_point`, at all threads as the profile's row was measured, on a
     short-lived thread (no OpenMP pool is left on the caller's). ``fmplex-exec validate`` probes
-    before and after each replay: a replay run in a slower spell of a shared host than its
-    profile is slower everywhere, and the probe says so. A diagnostic: nothing is scaled by it.
+    before and after each replay: a replay run in slower spells of a shared host than its
+    profile is slower everywhere. A probe takes about a second, so it tells which spell it met
+    (``experiments/validation/host_spells.py`` takes it again and again). A diagnostic: nothing
+    is scaled by it.
 
     ``backbones``: names; those without a probe point in ``rows`` are left out. The models are
     built once (random weights where not pretrained, from ``seed``)."""

@@ -30,18 +30,20 @@ Results folder::
                                  (*_rel_err fractions); rounds, round_spread; host_speed
     validation.png / .pdf        latency CDFs (real solid, simulated dashed), per-task p50/p99
     provenance.json, config.yaml
-
-Host speed. A shared host runs at another speed in one spell than in the next, and a replay run
-in a slower spell than its profile is slower everywhere, which no latency model can predict.
-Before and after each replay, :class:`~fmplex_exec.profiler.HostProbe` times a few forwards of
-each backbone at one shape of the profile's grid (the replay's ``provenance.json``:
-``host_speed``); ``validation.json`` gives, per system and backbone, their median over the
-profile's row (``host_speed.<backbone>.ratio``: 1.2 means the replays ran in a spell 20% slower
-than the profile's) and the command says so past ``HOST_SPEED_APART``. A diagnostic for reading
-the errors: nothing is scaled by it.
     <system>/real/, <system>/real-<k>/   the replays of round 1 and round k: results folders of
                                          the harness (requests.csv, summary.json, ...)
     <system>/sim/                the simulation: a results folder of fmplex-sim
+
+Host speed. A shared host runs at another speed in one spell than in the next (on the 2-core
+machine, spells of seconds 25-45% slower: ``experiments/validation/host_spells.py``), and a
+replay run in slower spells than its profile is slower everywhere, which no latency model can
+predict. Before and after each replay, :class:`~fmplex_exec.profiler.HostProbe` times a few
+forwards of each backbone at one shape of the profile's grid (the replay's ``provenance.json``:
+``host_speed``); ``validation.json`` gives, per system and backbone, their median over the
+profile's row (``host_speed.<backbone>.ratio``: 1.2 means the probes ran 20% slower than the
+row), and the command notes a ratio past ``HOST_SPEED_APART``. A probe takes about a second, so
+it says which spell it met rather than how fast the whole replay ran: a diagnostic for reading
+the errors, by which nothing is scaled.
 """
 
 from __future__ import annotations
@@ -331,9 +333,9 @@ def cmd_validate(args) -> int:
             for bb, h in entry["host_speed"].items():
                 if h["ratio"] and max(h["ratio"], 1.0 / h["ratio"]) > 1.0 + HOST_SPEED_APART:
                     say(f"note: around {name}'s replays {bb}'s probe forwards ({h['batch']} x {h['seq_len']}) "
-                        f"took {h['ratio']:.2f}x the profile's time: the host ran "
-                        f"{'slower' if h['ratio'] > 1 else 'faster'} than when profiled, and the replays "
-                        "with it (validation.json: host_speed)")
+                        f"took {h['ratio']:.2f}x the profile's row: the host met "
+                        f"{'slower' if h['ratio'] > 1 else 'faster'} spells there than when profiled "
+                        "(each probe samples about a second; validation.json: host_speed)")
             report["systems"][name] = entry
             runs[name] = (real[name], sim.records)
         report["ranking"] = rank_report(report["systems"])

@@ -264,7 +264,7 @@ def test_validate_probes_the_host_around_each_replay_and_says_when_it_ran_off_th
         prov = json.loads((out / name / "real" / "provenance.json").read_text())["host_speed"]
         assert [prov[w]["minilm-l6"]["median_ms"] for w in ("before", "after")] == h["probe_ms"]
         assert f"note: around {name}'s replays minilm-l6's probe forwards" in err
-    assert "the host ran slower than when profiled" in err
+    assert "the host met slower spells there than when profiled" in err
 
 
 def test_validate_runs_a_third_round_when_two_profiles_disagree_and_the_median_outvotes_the_spell(
