@@ -223,9 +223,11 @@ class Runtime:
 
     def make_ready(self, task: TaskSpec) -> bool:
         """``task`` serves from now on: its instances' schedulers take it, held requests go in.
-        False (and nothing done) when it ended meanwhile."""
+        False (and nothing done) when it ended meanwhile, or when the run did: a deploy whose
+        instance was built before the horizon and warmed up past it never serves (its held
+        requests stay unfinished, as in the simulator, which never serves past the horizon)."""
         with self.life:
-            if self.state.get(task.name) not in (None, WAITING, LOADING):
+            if self._done.is_set() or self.state.get(task.name) not in (None, WAITING, LOADING):
                 return False
             ids = self.placement.routes().get(task.name, [])
             ws = [self.by_id[i] for i in ids if i in self.by_id]
