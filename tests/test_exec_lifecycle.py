@@ -39,6 +39,34 @@ def _events(rt, task):
     return {e["event"]: e for e in rt.events if e["task"] == task}
 
 
+class _Slow:
+    """An executor whose first call (its warm-up) takes ``first_call_s`` longer, and every
+    call ``each_call_s`` longer."""
+
+    def __init__(self, inner, first_call_s: float = 0.0, each_call_s: float = 0.0) -> None:
+        self._inner, self._wait, self._each = inner, first_call_s, each_call_s
+
+    def __call__(self, batch):
+        wait, self._wait = self._wait, 0.0
+        time.sleep(wait + self._each)
+        return self._inner(batch)
+
+    def __getattr__(self, name):  # close, prepare, add, remove
+        return getattr(self._inner, name)
+
+
+def _slowed(task: str | None = None, build_s: float = 0.0, **slow):
+    """A factory whose instances (those hosting ``task``, or all) take ``build_s`` longer to
+    build and run as :class:`_Slow`: where a request or a deploy is at a given time is set by
+    the test, not by how fast the machine running it loads and runs a model."""
+    def factory(plan, tasks, opts):
+        if task is not None and task not in plan.tasks:
+            return make_executor(plan, tasks, opts)
+        time.sleep(build_s)
+        return _Slow(make_executor(plan, tasks, opts), **slow)
+    return factory
+
+
 @pytest.mark.parametrize("system,instances", [("fmplex", 1), ("colocate", 2)])
 def test_deploy_mid_run_holds_early_requests_then_serves(system, instances):
     """fmplex adds the task to the running backbone (built beside it, installed between
@@ -59,10 +87,10 @@ def test_end_mid_run_drains_or_rejects_and_refuses_later_arrivals(mode):
     raw = _raw(end_s=0.5)
     raw["tasks"][1]["max_queue_ms"] = 60_000
     cfg = make_cfg(raw, system={"placement": "fmplex", "scheduler": "fifo", "on_task_end": mode, "max_batch": 1})
-    # 20 "late" requests at 0.4 s queue behind one another (batches of one): some are still
-    # queued at end_s = 0.5 s; one more arrives after it.
+    # 20 "late" requests at 0.4 s queue behind one another (batches of one, 20 ms or more
+    # each): some are still queued at end_s = 0.5 s; one more arrives after it.
     rows = [(0.4, 1)] * 20 + [(0.8, 1), (0.1, 0), (1.0, 0)]
-    rt = Runtime(cfg, _wl(rows), make_executor)
+    rt = Runtime(cfg, _wl(rows), _slowed(each_call_s=0.02))
     rec, s = rt.run()
     reason = np.asarray(rec.reason, dtype=object)
     late = rec.task == 1
@@ -98,33 +126,6 @@ def test_update_builds_beside_serving_then_swaps_between_batches():
     assert s["requests"]["completed"] == 50  # nobody failed or paused across the swap
 
 
-class _Slow:
-    """An executor whose first call (its warm-up) takes ``first_call_s`` longer."""
-
-    def __init__(self, inner, first_call_s: float) -> None:
-        self._inner, self._wait = inner, first_call_s
-
-    def __call__(self, batch):
-        wait, self._wait = self._wait, 0.0
-        time.sleep(wait)
-        return self._inner(batch)
-
-    def __getattr__(self, name):  # close, prepare, add, remove
-        return getattr(self._inner, name)
-
-
-def _slow_late(build_s: float, first_call_s: float):
-    """A factory whose instances hosting ``late`` take ``build_s`` longer to build and
-    ``first_call_s`` longer to warm up: where the deploy is when the horizon comes is set by
-    the test, not by how fast this machine loads a model."""
-    def factory(plan, tasks, opts):
-        if "late" not in plan.tasks:
-            return make_executor(plan, tasks, opts)
-        time.sleep(build_s)
-        return _Slow(make_executor(plan, tasks, opts), first_call_s)
-    return factory
-
-
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("system", ["spatial", "colocate"])
 @pytest.mark.parametrize("crossing", ["build", "warmup"])
@@ -141,7 +142,7 @@ def test_a_deploy_still_loading_at_the_horizon_leaves_nothing_running(system, cr
     raw = _raw(start_s=0.7)
     raw["duration_s"], raw["drain_s"] = 1.0, 0
     cfg = make_cfg(raw, system=system)
-    factory = _slow_late(0.6, 0.0) if crossing == "build" else _slow_late(0.0, 0.6)
+    factory = _slowed("late", build_s=0.6) if crossing == "build" else _slowed("late", first_call_s=0.6)
     rt = Runtime(cfg, _wl([(0.1, 0), (0.5, 0), (0.75, 1), (0.8, 1)]), factory)
     rec, s = rt.run()
     assert mp.active_children() == []  # every slice process has exited
