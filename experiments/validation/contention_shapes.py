@@ -17,13 +17,14 @@ import argparse
 import sys
 
 
-def _shapes(text: str, flag: str = "--shapes") -> list[tuple[int, int]]:
-    """``"1x16,4x32"`` as ``[(1, 16), (4, 32)]``; exits naming ``flag`` on a bad part."""
+def _shapes(text: str) -> list[tuple[int, int]]:
+    """``"1x16,4x32"`` as ``[(1, 16), (4, 32)]``: an argparse ``type``, so a bad part is a
+    usage error naming its flag (exit 2)."""
     out = []
     for part in text.split(","):
         b, _, s = part.strip().partition("x")
         if not (b.isdigit() and s.isdigit() and int(b) > 0 and int(s) > 0):
-            raise SystemExit(f"{flag}: {part!r} is not BATCHxSEQ_LEN, e.g. 1x64")
+            raise argparse.ArgumentTypeError(f"{part!r} is not BATCHxSEQ_LEN, e.g. 1x64")
         out.append((int(b), int(s)))
     return out
 
@@ -31,15 +32,15 @@ def _shapes(text: str, flag: str = "--shapes") -> list[tuple[int, int]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", default="minilm-l6")
-    ap.add_argument("--shapes", default="1x8,1x24,1x64,4x64,1x128")
+    ap.add_argument("--shapes", type=_shapes, default="1x8,1x24,1x64,4x64,1x128")
     ap.add_argument("--streams", default="1,2", help="threads running at once, 1 first (default 1,2)")
     ap.add_argument("--repeats", type=int, default=24)
     ap.add_argument("--profile", help="a CPU profile of the backbone: print the model's slowdown too")
     args = ap.parse_args()
-    shapes = _shapes(args.shapes)
+    shapes = args.shapes
     streams = [int(k) for k in args.streams.split(",") if k.strip().isdigit()]
     if not streams or streams[0] != 1 or sorted(set(streams)) != streams:
-        raise SystemExit(f"--streams: {args.streams!r} is not increasing thread counts from 1, e.g. 1,2,3")
+        ap.error(f"--streams: {args.streams!r} is not increasing thread counts from 1, e.g. 1,2,3")
 
     import torch
 

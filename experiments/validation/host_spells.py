@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--profile", help="a profile: probe at its shapes and print its rows")
     args = ap.parse_args()
     if args.probes < 1 or args.pause_s < 0:
-        raise SystemExit("--probes must be >= 1 and --pause-s >= 0")
+        ap.error("--probes must be >= 1 and --pause-s >= 0")
 
     from fmplex_exec.profiler import HostProbe, probe_point, read_rows
     from fmplex_sim.catalog.backbones import get_backbone

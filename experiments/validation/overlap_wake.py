@@ -146,17 +146,19 @@ def overlap_slowdown(mine: tuple[float, float], other: tuple[float, float], solo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", default="minilm-l6")
-    ap.add_argument("--shapes", default="1x16,1x64,4x32", help="B's batches, BATCHxSEQ_LEN")
-    ap.add_argument("--other", default="1x64", help="A's batch, BATCHxSEQ_LEN (default 1x64)")
+    ap.add_argument("--shapes", type=_shapes, default="1x16,1x64,4x32", help="B's batches, BATCHxSEQ_LEN")
+    ap.add_argument("--other", type=_shapes, default="1x64", help="A's batch, BATCHxSEQ_LEN (default 1x64)")
     ap.add_argument("--gaps", default="20,100,400,1000", help="idle gaps before the cold pairs, ms")
     ap.add_argument("--offset-ms", type=float, default=3.0, help="B starts this long after A")
     ap.add_argument("--pairs", type=int, default=8, help="pairs per shape and gap (default 8)")
     ap.add_argument("--profile", help="a CPU profile of the backbone: print what the model charges")
     args = ap.parse_args()
-    shapes, (other,) = _shapes(args.shapes), _shapes(args.other, "--other")
+    if len(args.other) != 1:
+        ap.error(f"--other: one shape, e.g. 1x64 (got {len(args.other)})")
+    shapes, (other,) = args.shapes, args.other
     gaps = [float(g) for g in args.gaps.split(",")]
     if args.pairs < 1 or any(g <= 0 for g in gaps) or args.offset_ms < 0:
-        raise SystemExit("--pairs must be >= 1, --gaps > 0 and --offset-ms >= 0")
+        ap.error("--pairs must be >= 1, --gaps > 0 and --offset-ms >= 0")
 
     import copy
 

@@ -51,12 +51,12 @@ def main() -> int:
     args = ap.parse_args()
     folder: Path = args.folder
     if (args.per_round or args.first) and args.profile:
-        sys.exit("--per-round and --first read the folder's per-round profiles; they take no --profile")
+        ap.error("--per-round and --first read the folder's per-round profiles; they take no --profile")
     if args.first is not None and args.first < 1:
-        sys.exit("--first: give a number of rounds, 1 or more")
+        ap.error("--first: give a number of rounds, 1 or more")
     per_round = sorted(folder.glob("profile-round*.csv"), key=lambda p: (len(p.name), p.name))[:args.first]
     if (args.per_round or args.first) and len(per_round) < (args.first or 1):
-        sys.exit(f"{folder}: fewer than {args.first or 1} profile-round<k>.csv (a run with fewer rounds, or "
+        ap.error(f"{folder}: fewer than {args.first or 1} profile-round<k>.csv (a run with fewer rounds, or "
                  "given --profile)")
     profile = args.profile or folder / "profile.csv"
     if args.first and not args.per_round:
@@ -86,9 +86,9 @@ def main() -> int:
         real = [read_requests_csv(d / "requests.csv", wl.tasks) for d in reals]
         for rec in real:
             if not np.allclose(rec.arrival_s, wl.arrival_s, atol=2e-6):
-                sys.exit(f"{folder}: {name}'s replay does not hold this config's request stream")
+                ap.error(f"{folder}: {name}'s replay does not hold this config's request stream")
         if args.per_round and len(models) != len(real):
-            sys.exit(f"{folder}: {name} has {len(real)} replays and {len(models)} round profiles")
+            ap.error(f"{folder}: {name} has {len(real)} replays and {len(models)} round profiles")
         sims = [simulate(c, wl, latency=m).records for m in models]
         entry = compare_runs(real, sims, c.tasks, c.duration_s)
         entry["meets_targets"] = within_targets(entry["overall"])

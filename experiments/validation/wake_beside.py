@@ -30,6 +30,7 @@ import statistics
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
@@ -38,9 +39,8 @@ from fmplex_exec.backbones import load_backbone
 from fmplex_exec.threads import off_main
 from fmplex_exec.vfm import ExecRequest
 
-
-def _shapes(text: str) -> list[tuple[int, int]]:
-    return [tuple(int(v) for v in part.split("x")) for part in text.split(",")]  # type: ignore[misc]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from contention_shapes import _shapes  # noqa: E402  (a sibling script: its BATCHxSEQ_LEN parser)
 
 
 class _Served:
@@ -72,7 +72,7 @@ def main() -> int:
     ap.add_argument("--backbone", default="minilm-l6")
     ap.add_argument("--cycles", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=8, help="pairs per point per cycle")
-    ap.add_argument("--shapes", type=_shapes, default=_shapes("1x16,1x64,1x128"))
+    ap.add_argument("--shapes", type=_shapes, default="1x16,1x64,1x128")
     ap.add_argument("--gaps", type=lambda s: [float(v) for v in s.split(",")], default=[2.0, 20.0, 200.0, 1000.0])
     ap.add_argument("--switch", action="store_true")
     args = ap.parse_args()
