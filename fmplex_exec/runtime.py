@@ -131,7 +131,9 @@ class Runtime:
         self._lock = threading.Lock()  # guards batch ids, service and records
         self._batches = 0
         self._t0 = 0.0
-        self._done = threading.Event()  # arrivals are over: serve what is queued, then stop
+        # arrivals are over (the horizon, or the lifecycle done): serve what is queued, then stop;
+        # an instance still loading is closed (new_worker), a task still deploying never serves (make_ready)
+        self._done = threading.Event()
         self._stop = threading.Event()  # the horizon: start no batch
         # Lifecycle: guards state, routes, pending, placement and workers (taken before a
         # worker's cond, never while waiting for a run_lock).
