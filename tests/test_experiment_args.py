@@ -20,6 +20,12 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "experiments" / "validation"
     ("overlap_wake.py", ["--pairs", "0"], "--pairs must be >= 1"),
     ("wake_beside.py", ["--shapes", "1xa"], "argument --shapes: '1xa' is not BATCHxSEQ_LEN"),
     ("host_spells.py", ["--probes", "0"], "--probes must be >= 1"),
+    ("duty_cycle.py", ["--gaps", "30,-1"], "argument --gaps: every mean gap must be a positive number of ms"),
+    ("duty_cycle.py", ["--gaps", "30,x"], "argument --gaps: expected comma-separated numbers"),
+    ("duty_cycle.py", ["--shape", "1x16,1x64"], "--shape: give one BATCHxSEQ_LEN"),
+    ("duty_cycle.py", ["--cycles", "0"], "--cycles at least 1"),
+    ("forward_protocol.py", ["--watch", "1xb"], "argument --watch: '1xb' is not BATCHxSEQ_LEN"),
+    ("forward_protocol.py", ["--rounds", "0"], "--rounds must be at least 1"),
     ("resimulate.py", [".", "--first", "0"], "--first: give a number of rounds"),
     ("resimulate.py", [".", "--first", "2", "--profile", "p.csv"], "they take no --profile"),
 ])
@@ -30,3 +36,17 @@ def test_a_bad_argument_exits_2_naming_it(script, args, says, tmp_path):
     assert says in done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_duty_cycle_bins_each_gap_and_time_once():
+    """duty_cycle.py's tables: a gap falls in the bin whose bounds hold it (lower bound in,
+    upper out; outside every bin: None), a time into a phase in exactly one window."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import duty_cycle as D
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    assert D.gap_bin(D.BINS_MS[0] - 1e-9) is None and D.gap_bin(D.BINS_MS[-1]) is None
+    for k, (lo, hi) in enumerate(zip(D.BINS_MS, D.BINS_MS[1:])):
+        assert D.gap_bin(lo) == k and D.gap_bin((lo + hi) / 2) == k and D.gap_bin(hi - 1e-9) == k
+    assert [D.window(t) for t in (0.0, 1.99, 2.0, 9.99, 10.0, 1e6)] == [0, 0, 1, 2, 3, 3]
