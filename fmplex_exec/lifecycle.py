@@ -110,11 +110,13 @@ class Lifecycle:
             for w in old:
                 prep = w.execute.prepare(task)  # while the instance keeps serving
                 with w.exclusive():
-                    w.execute.add(prep)
+                    if not w.closed:  # the run ended while it was built: make_ready refuses below
+                        w.execute.add(prep)
             if not rt.make_ready(task):  # ended while loading: the simulator never serves it either
                 for w in old:
                     with w.exclusive():
-                        w.execute.remove(task.name)
+                        if not w.closed:
+                            w.execute.remove(task.name)
                 return
             self._log(task.name, "ready")
         finally:
@@ -159,7 +161,7 @@ class Lifecycle:
                 with w.cond:
                     w.sched.remove_task(name)
                     w.cost.remove_task(name)
-                if not w.retired:
+                if not (w.retired or w.closed):
                     w.execute.remove(name)
         self._log(name, "removed")
 
@@ -185,7 +187,7 @@ class Lifecycle:
             with w.exclusive():  # between two batches of this instance
                 t2 = time.perf_counter()
                 with rt.life:
-                    live = rt.state.get(name) == READY
+                    live = rt.state.get(name) == READY and not w.closed
                 if live:
                     w.execute.update(prep)
                 t3 = time.perf_counter()

@@ -76,6 +76,7 @@ class _Worker:
     # held while a batch runs: a lifecycle change to the model (add, swap, remove) takes it
     run_lock: threading.Lock = field(default_factory=threading.Lock)
     retired: bool = False  # no longer in the placement: serves what it holds, then stops
+    closed: bool = False  # the run is over and its executor closed (set under run_lock): no more changes
     running: Batch | None = None  # the batch picked and not yet reported done (under cond)
     ops_waiting: int = 0  # lifecycle changes waiting for run_lock (under cond): no new batch starts
     warm: threading.Event = field(default_factory=threading.Event)  # warmed up: may take requests
@@ -200,6 +201,23 @@ class Runtime:
             else:  # its task ended while it loaded
                 w.retired = True
         return w
+
+    def _close(self, w: _Worker, wait_s: float) -> None:
+        """Close ``w``'s executor once the run is over, between two changes to its model: a
+        lifecycle change still under way past the horizon (a deploy onto it, an update, a
+        removal) holds ``run_lock`` while it changes the model, and one that takes it later
+        finds ``closed`` and leaves the model alone (a slice's process has exited by then: its
+        pipe would raise). A batch that never ends holds the lock: then it closes after
+        ``wait_s`` anyway."""
+        got = w.run_lock.acquire(timeout=wait_s)
+        try:
+            w.closed = True
+            close = getattr(w.execute, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if got:
+                w.run_lock.release()
 
     def start_worker(self, w: _Worker) -> None:
         th = threading.Thread(target=self._serve, args=(w,), daemon=True)
@@ -456,10 +474,9 @@ class Runtime:
             held += np.flatnonzero(np.isfinite(self.finish)).tolist()
             held += [i for i, r in enumerate(self.reason) if r]
         check_nothing_lost(as_taken, held, exact=False)
+        close_by = time.perf_counter() + self.FINISH_BATCH_S
         for w in workers:
-            close = getattr(w.execute, "close", None)
-            if close is not None:
-                close()
+            self._close(w, max(0.0, close_by - time.perf_counter()))
         life.join(self.LATE_DEPLOY_WAIT_S)  # a deploy still loading closes what it built (new_worker)
         memory = self._memory(workers)
         sysc = self.cfg.system

@@ -151,3 +151,72 @@ def test_a_deploy_still_loading_at_the_horizon_leaves_nothing_running(system, cr
     assert late["completed"] == 0 and late["arrived"] == late["rejected"] + late["unfinished"] == 2
     assert "ready" not in _events(rt, "late")
     assert "Traceback" not in capfd.readouterr().err
+
+
+class _Closing:
+    """An executor whose ``prepare`` lasts until the executor is closed (a build slower than
+    what is left of the run, on a machine of any speed), and which records, in ``late``,
+    every change to its model (add, update, remove) made after it was closed."""
+
+    def __init__(self, inner, late: list) -> None:
+        import threading
+
+        self._inner, self._late, self._closed = inner, late, threading.Event()
+
+    def __call__(self, batch):
+        return self._inner(batch)
+
+    def prepare(self, task):
+        self._closed.wait(60)
+        return self._inner.prepare(task)
+
+    def _change(self, op: str, arg):
+        if self._closed.is_set():
+            self._late.append(op)
+        return getattr(self._inner, op)(arg)
+
+    def add(self, handle):
+        return self._change("add", handle)
+
+    def update(self, handle):
+        return self._change("update", handle)
+
+    def remove(self, name):
+        return self._change("remove", name)
+
+    def close(self):
+        close = getattr(self._inner, "close", None)  # a slice's process; in process, nothing
+        if close is not None:
+            close()
+        self._closed.set()
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("system,change", [("fmplex", "deploy"), ("fmplex", "update"), ("spatial", "update")])
+def test_a_change_still_under_way_at_the_horizon_never_reaches_a_closed_executor(system, change, capfd):
+    """Drain 0: a task deployed onto fmplex's running instance, or updated, just before the
+    horizon, whose extensions are still being built when the run has ended and closed its
+    instances. The change used to be made anyway, on the closed executor: in process, on a
+    model nobody serves; on a spatial slice, through the pipe of a process that had exited,
+    which raised in the lifecycle thread. Now it finds the instance closed and leaves the
+    model alone; the deployed task never serves."""
+    import multiprocessing as mp
+
+    raw = _raw(start_s=0.8) if change == "deploy" else _raw(update_s=0.8)
+    raw["duration_s"], raw["drain_s"] = 1.0, 0
+    cfg = make_cfg(raw, system=system)
+    late: list[str] = []
+
+    def factory(plan, tasks, opts):
+        return _Closing(make_executor(plan, tasks, opts), late)
+
+    rt = Runtime(cfg, _wl([(0.1, 0), (0.5, 1 if change == "update" else 0), (0.85, 1)]), factory)
+    rec, s = rt.run()
+    assert not rt.lifecycle.busy()
+    assert mp.active_children() == []  # every slice process has exited
+    assert late == []
+    assert change in {e["event"] for e in _events(rt, "late").values()}  # the change did start
+    assert "ready" not in _events(rt, "late") and "swapped" not in _events(rt, "late")
+    if change == "deploy":
+        assert s["per_task"]["late"]["completed"] == 0
+    assert "Traceback" not in capfd.readouterr().err

@@ -189,6 +189,12 @@ class _PollingLock:
     def __exit__(self, *exc) -> None:
         self._lock.release()
 
+    def acquire(self, timeout: float = -1) -> bool:  # as run() takes it to close the instance
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
 
 def test_a_lifecycle_change_waits_for_at_most_the_batch_in_flight():
     """_Worker.exclusive: while a change to the model waits for run_lock, no new batch starts,
