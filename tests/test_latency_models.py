@@ -647,6 +647,24 @@ def test_a_batchs_contention_scales_with_what_its_shape_gains_from_more_cores(cp
     assert pm.contention_for(bb, cpu, 1, 1, 16) == 1.0
 
 
+def test_each_backbone_contends_by_its_own_rows(tmp_path):
+    """A profile of two backbones holds contention rows of each (MiniLM-L6 1.70x and BERT-base
+    1.89x at k=2 on the 2-core machine). A batch's slowdown is read from its own backbone's
+    rows; the device's, and a backbone without rows, the median over those measured."""
+    from fmplex_sim.catalog import get_backbone, get_device
+
+    p = tmp_path / "two.csv"
+    p.write_text(CPU_PROFILE + "contention,bert-base,CPU,fp32,1,,,,,,,100,,,3,,\n"
+                               "contention,bert-base,CPU,fp32,2,,,,,,,190,,,3,,\n")
+    pm, cpu = ProfileModel(p), get_device("CPU")
+    minilm, bert, chronos = (get_backbone(n) for n in ("minilm-l6", "bert-base", "chronos-t5-small"))
+    assert pm.contention_for(minilm, cpu, 2, 1, 16) == pytest.approx(1.5)  # 75 / 50
+    assert pm.contention_for(bert, cpu, 2, 1, 16) == pytest.approx(1.9)  # 190 / 100
+    assert pm.contention(cpu, 2) == pytest.approx(1.7)
+    assert pm.contention_for(chronos, cpu, 2, 1, 16) == pytest.approx(1.7)
+    assert pm.contention_for(bert, cpu, 1, 1, 16) == 1.0
+
+
 def test_cpu_pool_throttle_is_piecewise_linear_in_the_batch_tokens(tmp_path):
     from fmplex_sim.catalog import get_backbone, get_device
 

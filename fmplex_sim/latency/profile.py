@@ -123,10 +123,13 @@ How :class:`ProfileModel` answers:
   and 16) the line is fitted by Theil-Sen (median slope), so that one row measured in a noisy
   moment does not pull it; with fewer, by least squares.
 * contention: ``median(k) / median(1)`` of the ``contention`` rows, piecewise linear in k
-  (extrapolated with the last slope, never below 1 at k=1); without rows, ``k``.
-  contention_for (one batch's shape among ``k``): that, times the shape's speedup from
-  ``n = cores // k`` threads to all cores (``forward`` grids) over the measured shape's
-  (rows of version 1.2 record it); without the grids or the shape, contention as is.
+  (extrapolated with the last slope, never below 1 at k=1); without rows, ``k``; with rows of
+  several backbones on the device, the median of their slowdowns.
+  contention_for (one batch's shape among ``k``): its own backbone's rows (else the device's,
+  as contention), times the shape's speedup from ``n = cores // k`` threads to all cores
+  (``forward`` grids) over the measured shape's (rows of version 1.2 record it); without the
+  grids or the shape, the slowdown as is. On the 2-core machine MiniLM-L6 and BERT-base slow
+  by 1.70x and 1.89x at k=2 (measured at 4 x 48), so one backbone's rows misjudge the other's.
 * pool_throttle_s: the backbone's ``throttle`` rows (``mean_ms`` where given), piecewise linear in the batch's tokens
   (batch x seq_len; edge value below, last slope above); without rows, 0. The engine adds it
   on CPU devices to each batch of an instance whose process holds several instances.
@@ -540,6 +543,14 @@ def _grid(rows: list[ProfileRow], path: object) -> _Grid:
     return _Grid(B, S, tuple(tuple(cells[(b, s)].expected_ms for s in S) for b in B))
 
 
+def _slowdown(curve: tuple, k: int) -> float:
+    """A ``contention`` curve's ``median(k) / median(1)``, never below 1 (``k`` when its
+    k=1 value is not positive)."""
+    xs, ys = curve
+    base = _interp1(xs, ys, 1)
+    return max(1.0, _interp1(xs, ys, k) / base) if base > 0 else float(k)
+
+
 def _curve(points: Iterable[tuple[float, float]]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Sorted (xs, ys), averaging ys of equal xs."""
     acc: dict[float, list[float]] = defaultdict(list)
@@ -589,8 +600,8 @@ class ProfileModel(LatencyModel):
         self._grids: dict[tuple[str, str, str], _Grid] = {}
         self._thread_grids = {k[1:]: _grid(rs, path) for k, rs in threaded.items() if k[0] == "forward"}
         self._thread_lora = {k[1:]: self._lora_table(rs) for k, rs in threaded.items() if k[0] == "lora"}
-        self._contention: dict[str, tuple] = {}
-        self._contention_shape: dict[str, tuple[str, int, int]] = {}  # dev -> (backbone, rows, seq)
+        self._contention: dict[tuple[str, str], tuple] = {}  # (backbone, device) -> curve over k
+        self._contention_shape: dict[tuple[str, str], tuple[int, int]] = {}  # -> its (rows, seq_len)
         self._contention_for: dict[tuple, float] = {}  # contention_for's answers, by its arguments
         self._throttle: dict[tuple[str, str], tuple] = {}
         # (backbone, device, lora, threads, beside, running) -> (tokens, gap curves), both by tokens
@@ -618,12 +629,10 @@ class ProfileModel(LatencyModel):
             elif kind == "overhead":
                 over[dev].extend((max(r.batch, 1), r.median_ms) for r in rs)
             elif kind == "contention":
-                self._contention[dev] = _curve((r.batch, r.median_ms) for r in rs)
+                self._contention[(bb, dev)] = _curve((r.batch, r.median_ms) for r in rs)
                 shapes = {(r.rows, r.seq_len) for r in rs}
                 if len(shapes) == 1 and min(next(iter(shapes))) > 0:
-                    self._contention_shape[dev] = (bb, *next(iter(shapes)))
-                else:
-                    self._contention_shape.pop(dev, None)
+                    self._contention_shape[(bb, dev)] = next(iter(shapes))
             elif kind == "throttle":
                 self._throttle[(bb, dev)] = _curve((r.batch * r.seq_len, r.expected_ms) for r in rs)
             elif kind == "wake":
@@ -684,7 +693,7 @@ class ProfileModel(LatencyModel):
         if kind == "overhead":
             return dev in self._overhead
         if kind == "contention":
-            return dev in self._contention
+            return any(d == dev for _, d in self._contention)
         if kind == "wake":
             return any(key[1] == dev for key in self._wake)
         if kind in ("rewarm", "warmup"):  # two forms of one answer (how a woken instance settles)
@@ -818,13 +827,13 @@ class ProfileModel(LatencyModel):
         return (a + b * max(rows, 1)) / 1000.0
 
     def contention(self, dev: DeviceSpec, k: int) -> float:
-        """Slowdown of each of ``k`` batches running at once: measured, else ``k``."""
-        curve = self._contention.get(dev.name)
-        if curve is None or k <= 1:
+        """Slowdown of each of ``k`` batches running at once: measured, else ``k``. With
+        ``contention`` rows of several backbones on ``dev``, the median of their slowdowns (a
+        batch whose backbone is known reads its own: :meth:`contention_for`)."""
+        curves = [c for (_, d), c in self._contention.items() if d == dev.name]
+        if not curves or k <= 1:
             return super().contention(dev, k)
-        xs, ys = curve
-        base = _interp1(xs, ys, 1)
-        return max(1.0, _interp1(xs, ys, k) / base) if base > 0 else float(k)
+        return statistics.median(_slowdown(c, k) for c in curves)
 
     def contention_for(self, bb: BackboneSpec, dev: DeviceSpec, k: int, rows: int, seq_len: int) -> float:
         """Slowdown of one batch of ``rows`` x ``seq_len`` among ``k`` running at once.
@@ -844,12 +853,18 @@ class ProfileModel(LatencyModel):
         return f
 
     def _shaped_contention(self, bb: BackboneSpec, dev: DeviceSpec, k: int, rows: int, seq_len: int) -> float:
-        base = self.contention(dev, k)
-        measured = self._contention_shape.get(dev.name)
+        # the batch's own backbone's rows; else the device's one backbone's; else the median
+        own = [key for key in self._contention if key[1] == dev.name]
+        ref = (bb.name, dev.name) if (bb.name, dev.name) in self._contention else (
+            own[0] if len(own) == 1 else None)
+        if ref is None or k <= 1:
+            return self.contention(dev, k)
+        base = _slowdown(self._contention[ref], k)
+        measured = self._contention_shape.get(ref)
         n = max(1, dev.cores // max(k, 1))
-        if k <= 1 or base <= 1.0 or measured is None or n >= dev.cores:
+        if base <= 1.0 or measured is None or n >= dev.cores:
             return base
-        ref_bb, ref_rows, ref_seq = measured
+        ref_bb, (ref_rows, ref_seq) = ref[0], measured
         speedups = []
         for name, b, sl in ((bb.name, rows, seq_len), (ref_bb, ref_rows, ref_seq)):
             few = self._thread_grids.get((name, dev.name, n))
