@@ -497,8 +497,9 @@ def test_the_committed_validation_run_is_what_its_requests_say(folder):
 
 def test_resimulate_first_rounds_reproduce_the_folder_with_all_of_them_and_pool_only_those(tmp_path):
     """`resimulate.py DIR --first N`: the first N rounds' profiles merged as validate merges them
-    and their replays pooled. With every round it is the folder's own report again; with fewer,
-    only those rounds' replays count."""
+    and their replays pooled. With every round it is the folder's own profile.csv again (the
+    same simulation as without --first, by this checkout's simulator: the folder's report was
+    made by the simulator of its day); with fewer, only those rounds' replays count."""
     import subprocess
     import sys
 
@@ -506,17 +507,21 @@ def test_resimulate_first_rounds_reproduce_the_folder_with_all_of_them_and_pool_
     rep = json.loads((d / "validation.json").read_text())
     assert rep["rounds"] == 3 and rep["extra_rounds"]["run"] == 1
     script = Path(__file__).resolve().parent.parent / "experiments" / "validation" / "resimulate.py"
-    for n in (3, 2):
-        out = tmp_path / f"first{n}"
-        done = subprocess.run([sys.executable, str(script), str(d), "--first", str(n), "--out", str(out)],
+
+    def resimulate(out: Path, *first: str) -> dict:
+        done = subprocess.run([sys.executable, str(script), str(d), *first, "--out", str(out)],
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        again = json.loads((out / "validation.json").read_text())
+        return json.loads((out / "validation.json").read_text())
+
+    whole = resimulate(tmp_path / "all")
+    for n in (3, 2):
+        again = resimulate(tmp_path / f"first{n}", "--first", str(n))
         for name, entry in again["systems"].items():
             assert len(entry["rounds"]) == n
             if n == 3:  # the round files hold 6 decimals, validate merged the full values
                 for key in ("p50_rel_err", "p99_rel_err", "mean_rel_err"):
-                    assert entry["overall"][key] == pytest.approx(rep["systems"][name]["overall"][key], abs=2e-3)
+                    assert entry["overall"][key] == pytest.approx(whole["systems"][name]["overall"][key], abs=2e-3)
             else:
                 # requests.csv holds times to the microsecond
                 assert [r["mean_ms"] for r in entry["rounds"]] == pytest.approx(
