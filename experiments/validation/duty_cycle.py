@@ -68,7 +68,7 @@ def _means(text: str) -> list[float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers (ms), got {text!r}") from None
     if not out or any(not (v > 0) for v in out):
-        raise argparse.ArgumentTypeError(f"every mean gap must be a positive number of ms, got {text!r}")
+        raise argparse.ArgumentTypeError(f"every gap must be a positive number of ms, got {text!r}")
     return out
 
 
