@@ -111,8 +111,9 @@ class Runtime:
     #: the run's end or the instance's retirement) notifies it, so this only bounds a missed
     #: wake-up. It must not poll: on the 2-core machine, a thread that woke every 50 ms while
     #: idle ran its next MiniLM 1 x 64 batch 8-10 ms slower after 0.3-0.6 s idle than one that
-    #: slept through (28.3-28.4 ms against 18.8-19.3, `idle_wait.py`), a wake-up the profiler's ``wake`` rows,
-    #: measured on a thread asleep, never saw (README, "An idle serving thread must sleep")
+    #: slept through (28.3-28.4 ms against 18.8-19.3, ``idle_wait.py``), a wake-up that the
+    #: profiler's ``wake`` rows, measured on a thread asleep, never saw (README, "An idle
+    #: serving thread must sleep")
     IDLE_WAIT_S = 5.0
     #: after the run, how long it waits for a deploy still loading (a task added mid-run whose
     #: instance was not ready by the horizon): the instance is closed as soon as it is built,
