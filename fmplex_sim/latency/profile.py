@@ -854,9 +854,9 @@ class ProfileModel(LatencyModel):
 
     def _shaped_contention(self, bb: BackboneSpec, dev: DeviceSpec, k: int, rows: int, seq_len: int) -> float:
         # the batch's own backbone's rows; else the device's one backbone's; else the median
-        own = [key for key in self._contention if key[1] == dev.name]
+        on_dev = [key for key in self._contention if key[1] == dev.name]
         ref = (bb.name, dev.name) if (bb.name, dev.name) in self._contention else (
-            own[0] if len(own) == 1 else None)
+            on_dev[0] if len(on_dev) == 1 else None)
         if ref is None or k <= 1:
             return self.contention(dev, k)
         base = _slowdown(self._contention[ref], k)
