@@ -641,7 +641,7 @@ def profile_backbone(
             if dev.type == "cpu":
                 rows += _contention_rows(bb, common, contention_streams, contention_shape, gen,
                                          gate, repeats, say)
-                lora_fm = _lora_harness_fm(bb)
+                lora_fm = lora_harness_fm(bb)
                 rows += _throttle_rows(bb, lora_fm, common, throttle_shapes, gate, repeats, say)
                 gaps = WakeGaps(*wake_gap_range_ms, wake_bins)
                 rows += _wake_rows(bb, lora_fm, common, gaps, wake_shape, gate, repeats, say)
@@ -755,12 +755,18 @@ def _task(name: str, bb: Backbone, *exts) -> TaskSpec:
     return TaskSpec(name=name, backbone=bb.spec.name, extensions=tuple(exts))
 
 
-def _lora_harness_fm(bb: Backbone):
+def lora_harness_fm(bb: Backbone):
     """A PhysicalFM over a copy of ``bb`` (peft injects LoRA layers in place) whose one task,
     ``plain``, holds a rank-8 LoRA adapter: an instance where every layer's LoRA hooks run."""
     from fmplex_sim.specs import ExtensionSpec
 
     return _harness_fm(copy.deepcopy(bb), [_task("plain", bb, ExtensionSpec("lora", rank=8))])
+
+
+def cpu_lora_instance(backbone: str, seed: int = 0):
+    """:func:`lora_harness_fm` over catalog backbone ``backbone`` on the CPU in float32, built on
+    a thread that exits, so the calling thread holds no OpenMP pool (``fmplex_exec.threads``)."""
+    return off_main(lambda: lora_harness_fm(load_backbone(backbone, device="cpu", dtype="float32", seed=seed)))
 
 
 def _lora_rows(bb, common, adapters, ranks, points, gen, clock, gate, repeats, warmup, max_s, say) -> list[dict]:

@@ -33,7 +33,6 @@ from pathlib import Path
 import torch
 
 from fmplex_exec import profiler as P
-from fmplex_exec.backbones import load_backbone
 from fmplex_exec.threads import off_main
 from fmplex_exec.vfm import ExecRequest
 
@@ -104,7 +103,7 @@ def main() -> int:
     if not args.phase_s > 0 or args.cycles < 1:
         ap.error("--phase-s must be positive and --cycles at least 1")
     (b, s), = args.shape
-    fm = off_main(lambda: P._lora_harness_fm(load_backbone(args.backbone, device="cpu", dtype="float32", seed=0)))
+    fm = P.cpu_lora_instance(args.backbone)
     reqs = [ExecRequest("plain", s)] * b
     rng = random.Random(1)
 

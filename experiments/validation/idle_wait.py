@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 from fmplex_exec import profiler as P
-from fmplex_exec.backbones import load_backbone
 from fmplex_exec.threads import off_main
 from fmplex_exec.vfm import ExecRequest
 
@@ -64,7 +63,7 @@ def main() -> int:
     (b, s), = args.shape
     rng = random.Random(3)
     gaps = [rng.choice(args.gaps) for _ in range(args.batches)]
-    fm = off_main(lambda: P._lora_harness_fm(load_backbone(args.backbone, device="cpu", dtype="float32", seed=0)))
+    fm = P.cpu_lora_instance(args.backbone)
     reqs = [ExecRequest("plain", s)] * b
     cond = threading.Condition()
 

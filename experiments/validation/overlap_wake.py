@@ -179,7 +179,7 @@ def main() -> int:
         model = ProfileModel(args.profile)
     bb = load_backbone(args.backbone)
     gen = torch.Generator().manual_seed(0)
-    a_fm, b_fm = P._lora_harness_fm(bb), P._lora_harness_fm(copy.deepcopy(bb))
+    a_fm, b_fm = P.lora_harness_fm(bb), P.lora_harness_fm(copy.deepcopy(bb))
     a_reqs = [ExecRequest("plain", other[1])] * other[0]
     rng = random.Random(0)
     print(f"{args.backbone}: A runs {other[0]}x{other[1]}, B starts {args.offset_ms} ms into it; "

@@ -35,7 +35,7 @@ def main() -> int:
     shapes = [tuple(int(v) for v in part.split("x")) for part in args.shapes.split(",")]
 
     def run() -> None:
-        fm = P._lora_harness_fm(load_backbone(args.backbone, device="cpu", dtype="float32", seed=0))
+        fm = P.lora_harness_fm(load_backbone(args.backbone, device="cpu", dtype="float32", seed=0))
         print(f"throttle: extra ms per series of {args.batches} batches beside an idle pool, "
               "median | mean")
         for b, s in shapes:

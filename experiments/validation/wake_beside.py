@@ -79,7 +79,7 @@ def main() -> int:
 
     def run() -> None:
         bb = load_backbone(args.backbone, device="cpu", dtype="float32", seed=0)
-        fm = P._lora_harness_fm(bb)
+        fm = P.lora_harness_fm(bb)
         rng = random.Random(0)
         res: dict[tuple, list[float]] = {}
 
@@ -107,7 +107,7 @@ def main() -> int:
             switch(bb, fm)
 
     def switch(bb, fm) -> None:
-        a, b = _Served(fm), _Served(P._lora_harness_fm(bb))
+        a, b = _Served(fm), _Served(P.lora_harness_fm(bb))
         print("after another model copy's batch, minus after its own + an equal idle wait (ms, median):")
         for bs, s in args.shapes:
             reqs = [ExecRequest("plain", s)] * bs

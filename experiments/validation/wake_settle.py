@@ -31,7 +31,6 @@ import time
 import torch
 
 from fmplex_exec import profiler as P
-from fmplex_exec.backbones import load_backbone
 from fmplex_exec.threads import off_main
 from fmplex_exec.vfm import ExecRequest
 
@@ -48,12 +47,8 @@ def main() -> int:
     if args.after <= P.WAKE_SETTLE:
         ap.error(f"--after must be more than WAKE_SETTLE ({P.WAKE_SETTLE})")
     shapes = [tuple(int(v) for v in part.split("x")) for part in args.shapes.split(",")]
-    # built on threads that exit, so the main thread holds no pool
-    def build(name: str):
-        return off_main(lambda: P._lora_harness_fm(load_backbone(name, device="cpu", dtype="float32", seed=0)))
-
-    fm = build(args.backbone)
-    others = {name: fm if name == "self" else build(name) for name in args.beside.split(",")}
+    fm = P.cpu_lora_instance(args.backbone)  # built on a thread that exits: the main one holds no pool
+    others = {name: fm if name == "self" else P.cpu_lora_instance(name) for name in args.beside.split(",")}
     rng = random.Random(1)
     print(f"ms per batch; after a gap of ~{args.gap:g} ms: mean of {args.samples} at each position")
     for cond in ("alone", *others):
